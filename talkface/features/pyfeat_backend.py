@@ -1,0 +1,1 @@
+"""py-feat backend (placeholder until implemented)."""

@@ -1,0 +1,140 @@
+"""FeatureSpec and TaskSpec: the two descriptions that travel with data and checkpoints.
+
+A `FeatureSpec` names every column the extractor produced, per modality and per group, with the
+frame rate, sample rate and the extractor that made them. Model input sizes are read from it
+(`spec.visual_dim`), never typed into a config: the original system crashed because its YAML said
+`visual_dim: 163` while the extractor produced 2048 columns.
+
+A `TaskSpec` describes one predicted score (range, direction, label) so that tasks are data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import SpecMismatch
+
+SPEC_FORMAT = 1
+
+
+class FeatureSpec(BaseModel):
+    """Ordered, named feature columns plus how they were made.
+
+    `visual_groups` / `audio_groups` map a group name (e.g. "landmarks", "face_stats") to a
+    half-open column range `[start, end)` into `visual_names` / `audio_names`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: int = SPEC_FORMAT
+    visual_names: tuple[str, ...]
+    audio_names: tuple[str, ...]
+    visual_groups: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    audio_groups: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    fps: float = 25.0
+    sample_rate: int = 16000
+    backend: str
+    backend_version: str
+    backend_config: dict = Field(default_factory=dict)
+    audio_config: dict = Field(default_factory=dict)
+    library_versions: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def visual_dim(self) -> int:
+        return len(self.visual_names)
+
+    @property
+    def audio_dim(self) -> int:
+        return len(self.audio_names)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of everything that changes the numbers in a column.
+
+        Library versions are recorded for provenance but left out: a patch release of librosa must
+        not invalidate every checkpoint.
+        """
+        core = self.model_dump(exclude={"library_versions"})
+        blob = json.dumps(core, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def visual_index(self, name: str) -> int:
+        return self.visual_names.index(name)
+
+    def audio_index(self, name: str) -> int:
+        return self.audio_names.index(name)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSpec":
+        return cls.model_validate_json(text)
+
+    def describe(self) -> str:
+        return (f"backend={self.backend} v{self.backend_version}, visual={self.visual_dim}, "
+                f"audio={self.audio_dim}, fps={self.fps:g}, fingerprint={self.fingerprint}")
+
+    def check_compatible(self, other: "FeatureSpec", what: str = "checkpoint",
+                         other_what: str = "extractor") -> None:
+        """Raise `SpecMismatch` naming both specs and the first difference."""
+        if self.fingerprint == other.fingerprint:
+            return
+        diff = _first_difference(self, other)
+        raise SpecMismatch(
+            f"The {what} expects features [{self.describe()}] but the {other_what} produces "
+            f"[{other.describe()}]; first difference: {diff}. Re-extract features with the "
+            f"{what}'s backend settings, or retrain on features from this {other_what}.")
+
+
+def _first_difference(a: FeatureSpec, b: FeatureSpec) -> str:
+    da, db = a.model_dump(exclude={"library_versions"}), b.model_dump(exclude={"library_versions"})
+    for key in da:
+        if da[key] != db[key]:
+            if key.endswith("_names"):
+                if len(da[key]) != len(db[key]):
+                    return f"{key} has {len(da[key])} vs {len(db[key])} columns"
+                i = next(i for i, (x, y) in enumerate(zip(da[key], db[key])) if x != y)
+                return f"{key}[{i}] is {da[key][i]!r} vs {db[key][i]!r}"
+            return f"{key} is {da[key]!r} vs {db[key]!r}"
+    return "unknown"
+
+
+class TaskSpec(BaseModel):
+    """One predicted score. Scores live in [low, high]; the app maps them to 1-5 as well."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    low: float = 0.0
+    high: float = 1.0
+    higher_is_better: bool = True
+    label: str = ""
+    description: str = ""
+
+    def to_mos(self, value: float) -> float:
+        """Map a score in [low, high] to a 1-5 opinion scale."""
+        frac = (value - self.low) / (self.high - self.low)
+        frac = min(max(frac, 0.0), 1.0)
+        return 1.0 + 4.0 * (frac if self.higher_is_better else 1.0 - frac)
+
+
+DEFAULT_TASK_TEXT = {
+    "lip_sync": ("Lip sync", "Do the lips move with the speech, at the right time?"),
+    "visual_quality": ("Visual quality", "Is the face sharp and free of noise and compression?"),
+    "temporal_quality": ("Temporal quality", "Is motion smooth: no shake, freezes or flicker?"),
+    "overall": ("Overall", "How good is the clip as a whole?"),
+}
+
+
+def make_task(name: str, low: float = 0.0, high: float = 1.0) -> TaskSpec:
+    label, desc = DEFAULT_TASK_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
+    return TaskSpec(name=name, low=low, high=high, label=label, description=desc)
+
+
+def tasks_from_names(names: list[str], ranges: Optional[dict] = None) -> list[TaskSpec]:
+    ranges = ranges or {}
+    return [make_task(n, *ranges.get(n, (0.0, 1.0))) for n in names]
