@@ -1,0 +1,1 @@
+"""`improved` model (being implemented)."""
