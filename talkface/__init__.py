@@ -3,3 +3,11 @@
 media -> features -> FeatureSpec -> model -> checkpoint -> Scorer -> app / CLI.
 """
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`talkface.load_scorer` without importing torch and the extractor on `import talkface`."""
+    if name in ("load_scorer", "Scorer", "ScoreResult"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'talkface' has no attribute {name!r}")

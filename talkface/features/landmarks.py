@@ -100,12 +100,14 @@ class LandmarkBackend(VisualBackend):
     name = "landmarks"
     version = "1"
 
-    def __init__(self, detect_every: int = 5, detect_max_side: int = 384,
-                 upsample: int = 0) -> None:
+    def __init__(self, detect_every: int = 5, detect_max_side: int = 512,
+                 upsample: int = 0, min_score: float = 0.3) -> None:
         import dlib  # imported here so `import talkface` stays light
         self.detect_every = int(detect_every)
         self.detect_max_side = int(detect_max_side)
         self.upsample = int(upsample)
+        # HOG scores near 0 are mostly textures that look face-like (badges, posters)
+        self.min_score = float(min_score)
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(shape_predictor_path())
         self._dlib = dlib
@@ -113,7 +115,7 @@ class LandmarkBackend(VisualBackend):
 
     def config(self) -> dict:
         return {"detect_every": self.detect_every, "detect_max_side": self.detect_max_side,
-                "upsample": self.upsample}
+                "upsample": self.upsample, "min_score": self.min_score}
 
     def library_versions(self) -> dict[str, str]:
         return {"dlib": self._dlib.__version__, "opencv": cv2.__version__}
@@ -133,7 +135,7 @@ class LandmarkBackend(VisualBackend):
         scale = min(1.0, self.detect_max_side / max(gray.shape))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
             if scale < 1 else gray
-        rects = self._detector(small, self.upsample)
+        rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
         return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
                 for r in rects]
 

@@ -1,7 +1,9 @@
 """`original`: the baseline the product improves on.
 
 One linear layer per modality into `encoder_dim`, concatenation, a Transformer encoder, masked
-mean pooling over frames, one linear head per task, fixed equal task weights.
+mean pooling over frames, one linear head per task, fixed equal task weights. Kept as it was
+described in the original report (linear heads, so scores are not bounded to the task range);
+`improved` is the model that ships.
 """
 from __future__ import annotations
 
@@ -13,9 +15,18 @@ from .registry import ModelOutput, TalkfaceModel, register_model
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) bool -> (B, D) mean over frames where mask is True."""
+    """(B, T, D), (B, T) bool -> (B, D) mean over frames where mask is True (0 if none)."""
     w = mask.unsqueeze(-1).to(x.dtype)
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) valid mask -> (B, T) padding mask for nn attention (True = ignore).
+
+    A clip with no valid frame at all would make attention softmax over nothing (NaN); its
+    frames are all zero after `normalize`, so attending to them is harmless and keeps it finite.
+    """
+    return ~(mask | ~mask.any(1, keepdim=True))
 
 
 @register_model("original")
@@ -36,7 +47,7 @@ class OriginalModel(TalkfaceModel):
         -> scores {task: (B,)}, attention {"temporal": (B, T)} (uniform over valid frames)."""
         visual, audio = self.normalize(visual, audio, mask)
         x = torch.cat([self.visual_proj(visual), self.audio_proj(audio)], dim=-1)
-        x = self.encoder(x, src_key_padding_mask=~mask)
+        x = self.encoder(x, src_key_padding_mask=key_padding_mask(mask))
         pooled = masked_mean(x, mask)
         scores = {name: head(pooled).squeeze(-1) for name, head in self.heads.items()}
         weights = mask.to(x.dtype) / mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)

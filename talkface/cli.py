@@ -1,0 +1,157 @@
+"""Command line: `python -m talkface COMMAND ...`.
+
+`extract` lives here; other commands register themselves from their own modules, each of which
+exposes `add_parsers(subparsers)` (setting `func`) or `add_parser(subparsers)` + `run(args)`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tqdm import tqdm
+
+from .errors import TalkfaceError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
+                  ".wmv", ".ts"}
+COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy", "talkface.score_cli"]
+
+
+def collect_videos(paths: Iterable[str]) -> list[Path]:
+    """Files as given, plus video files found recursively in folders (sorted, no duplicates)."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*")
+                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            found.append(item)
+    seen, unique = set(), []
+    for path in found:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique
+
+
+# --- extract -----------------------------------------------------------------------------------
+
+_WORKER_EXTRACTOR = None
+
+
+def _init_worker(backend: str, options: dict) -> None:
+    global _WORKER_EXTRACTOR
+    from .features import Extractor
+    _WORKER_EXTRACTOR = Extractor(backend, **options)
+
+
+def _extract_one(job: tuple[str, str]) -> tuple[str, Optional[str]]:
+    source, target = job
+    try:
+        _WORKER_EXTRACTOR.extract(source).save(target)
+        return source, None
+    except TalkfaceError as err:
+        return source, str(err)
+    except Exception as err:  # a batch must survive one bad file; the summary names it
+        return source, f"{Path(source).name}: unexpected {type(err).__name__}: {err}"
+
+
+def _output_path(video: Path, roots: list[Path], out: Path) -> Path:
+    for root in roots:
+        if root.is_dir() and video.resolve().is_relative_to(root.resolve()):
+            return out / video.resolve().relative_to(root.resolve()).with_suffix(".npz")
+    return out / (video.stem + ".npz")
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from .features import Extractor
+    options = {"max_seconds": args.max_seconds, "max_side": args.max_side, "fps": args.fps}
+    extractor = Extractor(args.backend, **options)  # fail fast on a bad backend
+    videos = collect_videos(args.paths)
+    out = Path(args.out)
+    roots = [Path(p) for p in args.paths]
+    jobs, skipped = [], 0
+    for video in videos:
+        target = _output_path(video, roots, out)
+        if target.exists() and target.with_suffix(".json").exists() and not args.overwrite:
+            skipped += 1
+            continue
+        jobs.append((str(video), str(target)))
+    failures: list[str] = []
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers, initializer=_init_worker,
+                                 initargs=(args.backend, options)) as pool:
+            results = pool.map(_extract_one, jobs)
+            failures = _drain(results, len(jobs))
+    else:
+        global _WORKER_EXTRACTOR
+        _WORKER_EXTRACTOR = extractor
+        failures = _drain(map(_extract_one, jobs), len(jobs))
+    done = len(jobs) - len(failures)
+    print(f"extracted {done}, skipped {skipped} already done, failed {len(failures)} "
+          f"(backend {args.backend}: {extractor.spec.describe()})")
+    for message in failures:
+        print(f"  FAILED {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _drain(results, total: int) -> list[str]:
+    failures = []
+    for source, error in tqdm(results, total=total, desc="extract", unit="file"):
+        if error:
+            failures.append(error if Path(source).name in error else f"{source}: {error}")
+    return failures
+
+
+def _add_extract(sub) -> None:
+    p = sub.add_parser("extract", help="extract per-frame audio-visual features from videos")
+    p.add_argument("paths", nargs="+", help="video files or folders (searched recursively)")
+    p.add_argument("--backend", default="landmarks", help="visual backend (landmarks, pyfeat)")
+    p.add_argument("--out", required=True, help="output folder for .npz + .json bundles")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--max-side", dest="max_side", type=int, default=512)
+    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0)
+    p.add_argument("--overwrite", action="store_true", help="redo files already extracted")
+    p.set_defaults(func=run_extract)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m talkface", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_extract(sub)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:
+            if err.name and name.startswith(err.name):
+                continue  # that command is not installed in this tree
+            raise
+        before = set(sub.choices)
+        if hasattr(module, "add_parsers"):
+            module.add_parsers(sub)
+        else:
+            module.add_parser(sub)
+        for command in set(sub.choices) - before:
+            if sub.choices[command].get_default("func") is None:
+                sub.choices[command].set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        return int(args.func(args) or 0)
+    except TalkfaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
