@@ -45,8 +45,12 @@ def collect_videos(paths: Iterable[str]) -> list[Path]:
 _WORKER_EXTRACTOR = None
 
 
-def _init_worker(backend: str, options: dict) -> None:
+def _init_worker(backend: str, options: dict, threads: int = 1) -> None:
     global _WORKER_EXTRACTOR
+    # N workers x all-core thread pools would fight over the CPUs: give each worker its share
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import cv2
+    cv2.setNumThreads(threads)
     from .features import Extractor
     _WORKER_EXTRACTOR = Extractor(backend, **options)
 
@@ -86,7 +90,8 @@ def run_extract(args: argparse.Namespace) -> int:
     failures: list[str] = []
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.workers, initializer=_init_worker,
-                                 initargs=(args.backend, options)) as pool:
+                                 initargs=(args.backend, options,
+                                           max(1, (os.cpu_count() or 1) // args.workers))) as pool:
             results = pool.map(_extract_one, jobs)
             failures = _drain(results, len(jobs))
     else:

@@ -5,7 +5,8 @@ cache_dir=feat.utils.io.get_resource_path())`; offline, the hub client reads
 `<cache>/models--py-feat--<repo>/snapshots/<sha>/<file>`, with `refs/main` holding `<sha>`. This
 module builds py-feat's own model classes with seeded random weights, saves them in that layout in a
 temporary folder and, inside `random_weights_hub()`, points py-feat's resource path at that folder
-with HF_HUB_OFFLINE on. Nothing is ever written to py-feat's real resources folder.
+with HF_HUB_OFFLINE on (`pyfeat_resources_at` does the pointing). Nothing is ever written to
+py-feat's real resources folder.
 
 Random weights need two nudges to run end to end: a random RetinaFace fires on every anchor and its
 box decode overflows, so its box/landmark heads are constant and its class head fires on one anchor
@@ -29,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 # The frame size the detector nudges are tuned for: 16:9 clips downscaled to 512 px (talkface's
-# default). Other sizes still get exactly one face, just not centred.
+# default). Other frames up to 512 px still get exactly one face, just not centred.
 FRAME_W, FRAME_H = 512, 288
 FACE_PX = 200  # side of the random "face" (landmark hull) in such a frame
 _BOX_SCALE = 4.0  # the one firing 512 px anchor decodes to 2048 px: NMS then keeps one box
@@ -105,7 +106,7 @@ def _landmark_net(name: str):
     else:
         raise ValueError(f"no random-weight recipe for landmark_model={name!r}")
     with torch.no_grad():
-        last.weight.mul_(1e-4)  # a little input dependence, so landmarks move frame to frame
+        last.weight.mul_(1e-2)  # keep the random part small next to the template
         last.bias.copy_(template)
     return net.eval()
 
@@ -217,32 +218,31 @@ def _resource_path_users(original) -> list[tuple[object, str]]:
 
 
 @contextlib.contextmanager
-def random_weights_hub(**options) -> Iterator[Path]:
-    """Within this block py-feat loads random weights from a temporary folder, offline.
+def pyfeat_resources_at(root: str | os.PathLike) -> Iterator[Path]:
+    """Within this block py-feat reads its resources and hub cache from `root`, offline.
 
-    `options` go to `write_random_weights`. py-feat's bundled resource files (neutral face, etc.)
-    are linked into the folder, since py-feat reads them from the same path. On exit the patch,
-    HF_HUB_OFFLINE and py-feat's pose-MLP cache are restored and the folder is deleted."""
+    The hub client reads HF_HUB_OFFLINE once, at import, so its constant is set along with the
+    environment variable. py-feat caches the loaded pose MLP per process: the cache is cleared on
+    entry and on exit, so random weights never outlive the block."""
     import feat.utils.face_pose_mlp as pose_mlp
     import feat.utils.io
     import huggingface_hub.constants as hub_constants
+    patched = _resource_path_users(feat.utils.io.get_resource_path)
     original = feat.utils.io.get_resource_path
-    real = Path(original())
-    root = Path(tempfile.mkdtemp(prefix="pyfeat-random-weights-"))
-    patched = _resource_path_users(original)
+
+    def resource_path() -> str:
+        return str(root)
+
     saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "FEAT_POSE_MLP_PATH")}
     saved_offline = hub_constants.HF_HUB_OFFLINE
     try:
-        for item in real.iterdir():
-            (root / item.name).symlink_to(item)
-        write_random_weights(root, **options)
         for mod, attr in patched:
-            setattr(mod, attr, lambda: str(root))
+            setattr(mod, attr, resource_path)
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.pop("FEAT_POSE_MLP_PATH", None)
-        hub_constants.HF_HUB_OFFLINE = True  # read once at import; the env var alone is too late
+        hub_constants.HF_HUB_OFFLINE = True
         pose_mlp._CACHE.clear()
-        yield root
+        yield Path(root)
     finally:
         for mod, attr in patched:
             setattr(mod, attr, original)
@@ -252,5 +252,29 @@ def random_weights_hub(**options) -> Iterator[Path]:
             else:
                 os.environ[key] = value
         hub_constants.HF_HUB_OFFLINE = saved_offline
-        pose_mlp._CACHE.clear()  # the random pose MLP must not outlive the block
+        pose_mlp._CACHE.clear()
+
+
+def link_resources(root: str | os.PathLike, skip: tuple[str, ...] = ()) -> None:
+    """Link py-feat's bundled resource files (neutral face, ...) into `root`; py-feat reads them
+    from the same folder as its hub cache."""
+    import feat
+    real = Path(feat.__file__).parent / "resources"  # get_resource_path() may be patched now
+    for item in real.iterdir():
+        if item.name not in skip:
+            (Path(root) / item.name).symlink_to(item)
+
+
+@contextlib.contextmanager
+def random_weights_hub(**options) -> Iterator[Path]:
+    """Within this block py-feat loads random weights from a temporary folder, offline.
+
+    `options` go to `write_random_weights`. The folder is deleted on exit."""
+    root = Path(tempfile.mkdtemp(prefix="pyfeat-random-weights-"))
+    try:
+        link_resources(root)
+        write_random_weights(root, **options)
+        with pyfeat_resources_at(root):
+            yield root
+    finally:
         shutil.rmtree(root, ignore_errors=True)

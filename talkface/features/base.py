@@ -84,3 +84,14 @@ def box_iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def choose_face(boxes: list[Box], tracked: Optional[Box], min_iou: float = 0.3) -> Optional[int]:
+    """Index of the face to follow: the one overlapping the tracked face, else the largest."""
+    if not boxes:
+        return None
+    if tracked is not None:
+        overlaps = [box_iou(b, tracked) for b in boxes]
+        if max(overlaps) > min_iou:
+            return int(np.argmax(overlaps))
+    return int(np.argmax([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]))

@@ -36,16 +36,15 @@ def _crop(frame: np.ndarray, box: Box, grid: int = 8) -> Optional[np.ndarray]:
 
 
 def _blockiness(gray: np.ndarray) -> float:
-    dx = np.abs(np.diff(gray, axis=1))
-    dy = np.abs(np.diff(gray, axis=0))
-    on_x, on_y = dx[:, 7::8], dy[7::8, :]
-    off_x = dx.sum() - on_x.sum()
-    off_y = dy.sum() - on_y.sum()
-    n_on = on_x.size + on_y.size
+    dx = np.abs(gray[:, 1:] - gray[:, :-1])
+    dy = np.abs(gray[1:, :] - gray[:-1, :])
+    on = float(dx[:, 7::8].sum() + dy[7::8, :].sum())
+    n_on = dx[:, 7::8].size + dy[7::8, :].size
     n_off = dx.size + dy.size - n_on
     if n_on == 0 or n_off == 0:
         return 1.0
-    return float(((on_x.sum() + on_y.sum()) / n_on + 1e-3) / ((off_x + off_y) / n_off + 1e-3))
+    off = float(dx.sum() + dy.sum()) - on
+    return (on / n_on + 1e-3) / (off / n_off + 1e-3)
 
 
 def region_stats(frame: np.ndarray, box: Optional[Box], size: tuple[int, int],
@@ -56,15 +55,17 @@ def region_stats(frame: np.ndarray, box: Optional[Box], size: tuple[int, int],
         return np.zeros(len(STAT_NAMES), np.float32), None
     gray_full = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gray = cv2.resize(gray_full, size, interpolation=cv2.INTER_AREA)
-    sharp = np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var())
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))
+    sharp = np.log1p(float(lap_std[0, 0]) ** 2)
     hh, ww = gray.shape
-    noise = np.sqrt(np.pi / 2) * np.abs(cv2.filter2D(gray, -1, _IMMERKAER)[1:-1, 1:-1]).sum() \
-        / (6.0 * (ww - 2) * (hh - 2))
-    rgb = crop.reshape(-1, 3).astype(np.float32).mean(0)
-    diff = float(np.abs(gray - prev).mean()) if prev is not None and prev.shape == gray.shape \
-        else 0.0
-    values = np.array([sharp, np.log1p(noise), np.log(_blockiness(gray_full)), gray.mean() / 255,
-                       gray.std() / 255, (rgb[0] - rgb[1]) / 255, (rgb[2] - (rgb[0] + rgb[1]) / 2)
+    residual = cv2.filter2D(gray, -1, _IMMERKAER)[1:-1, 1:-1]
+    noise = np.sqrt(np.pi / 2) * cv2.norm(residual, cv2.NORM_L1) / (6.0 * (ww - 2) * (hh - 2))
+    rgb = cv2.mean(crop)[:3]
+    mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(gray))
+    diff = cv2.norm(gray, prev, cv2.NORM_L1) / gray.size \
+        if prev is not None and prev.shape == gray.shape else 0.0
+    values = np.array([sharp, np.log1p(noise), np.log(_blockiness(gray_full)), mean / 255,
+                       std / 255, (rgb[0] - rgb[1]) / 255, (rgb[2] - (rgb[0] + rgb[1]) / 2)
                        / 255, diff / 255], np.float32)
     return values, gray
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import BackendUnavailable
-from .base import Box, FrameResult, VisualBackend, box_iou, register_backend
+from .base import Box, FrameResult, VisualBackend, choose_face, register_backend
 
 GEOMETRY = ["mouth_open", "mouth_width", "mouth_aspect", "jaw_drop", "ear_left", "ear_right",
             "yaw", "pitch", "roll", "face_x", "face_y", "face_size"]
@@ -101,13 +101,14 @@ class LandmarkBackend(VisualBackend):
     version = "1"
 
     def __init__(self, detect_every: int = 5, detect_max_side: int = 512,
-                 upsample: int = 0, min_score: float = 0.3) -> None:
+                 upsample: int = 0, min_score: float = 0.3, detect_face_px: int = 120) -> None:
         import dlib  # imported here so `import talkface` stays light
         self.detect_every = int(detect_every)
         self.detect_max_side = int(detect_max_side)
         self.upsample = int(upsample)
         # HOG scores near 0 are mostly textures that look face-like (badges, posters)
         self.min_score = float(min_score)
+        self.detect_face_px = int(detect_face_px)
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(shape_predictor_path())
         self._dlib = dlib
@@ -115,7 +116,8 @@ class LandmarkBackend(VisualBackend):
 
     def config(self) -> dict:
         return {"detect_every": self.detect_every, "detect_max_side": self.detect_max_side,
-                "upsample": self.upsample, "min_score": self.min_score}
+                "upsample": self.upsample, "min_score": self.min_score,
+                "detect_face_px": self.detect_face_px}
 
     def library_versions(self) -> dict[str, str]:
         return {"dlib": self._dlib.__version__, "opencv": cv2.__version__}
@@ -133,20 +135,16 @@ class LandmarkBackend(VisualBackend):
 
     def _detect(self, gray: np.ndarray) -> list[Box]:
         scale = min(1.0, self.detect_max_side / max(gray.shape))
+        if self._box is not None:
+            # HOG finds faces from 80 px up: while tracking a big face, look at a smaller image
+            # in which that face is still ~120 px wide (4x fewer pixels for a 240 px face)
+            width = self._box[2] - self._box[0]
+            scale = min(scale, max(self.detect_face_px / max(width, 1.0), 0.25))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
             if scale < 1 else gray
         rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
         return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
                 for r in rects]
-
-    def _choose(self, boxes: list[Box]) -> Optional[Box]:
-        if not boxes:
-            return None
-        if self._box is not None:
-            best = max(boxes, key=lambda b: box_iou(b, self._box))
-            if box_iou(best, self._box) > 0.3:
-                return best
-        return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
 
     def process(self, frame: np.ndarray) -> FrameResult:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -154,7 +152,8 @@ class LandmarkBackend(VisualBackend):
         if self._frame_index % self.detect_every == 0 or self._box is None:
             boxes = self._detect(gray)
             self._n_faces = len(boxes)
-            self._box = self._choose(boxes)
+            chosen = choose_face(boxes, self._box)
+            self._box = boxes[chosen] if chosen is not None else None
         self._frame_index += 1
         if self._box is None:
             self._prev = self._prev_geo = None
