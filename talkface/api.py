@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from . import media
-from .cache import FeatureCache
+from .cache import FeatureCache, file_hash
 from .checkpoint import LoadedModel, load_checkpoint
 from .errors import MediaError, TalkfaceError
 from .features.extract import Extractor, FeatureBundle
@@ -31,6 +32,7 @@ from .spec import FeatureSpec, TaskSpec
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+MEMO_SIZE = 32  # results kept in memory per Scorer, for rescoring the same clip
 MAX_CROSS_SIDE = 200  # the cross-attention matrix in `to_dict` is pooled down to this size
 
 BANDS = [(4.5, "excellent"), (3.5, "good"), (2.5, "fair"), (1.5, "poor"), (-math.inf, "bad")]
@@ -185,6 +187,11 @@ class Scorer:
         if cache is True:
             cache = FeatureCache()
         self.cache: Optional[FeatureCache] = cache or None
+        self._memo: OrderedDict[str, ScoreResult] = OrderedDict()  # file hash -> result (LRU)
+
+    def clear_memory(self) -> None:
+        """Forget results kept in memory (the feature cache on disk is kept)."""
+        self._memo.clear()
 
     @property
     def tasks(self) -> list[TaskSpec]:
@@ -197,6 +204,7 @@ class Scorer:
     def features(self, video: str | os.PathLike,
                  progress: Optional[Progress] = None) -> FeatureBundle:
         """Features of `video` (from the cache when the same bytes were seen before)."""
+        media.probe(video)  # readable errors for missing, empty or non-video files, before hashing
         if self.cache is not None:
             bundle = self.cache.get_or_extract(self.extractor, video, progress=progress)
         else:
@@ -205,9 +213,19 @@ class Scorer:
         return bundle
 
     def score(self, video: str | os.PathLike, progress: Optional[Progress] = None) -> ScoreResult:
-        """Score one clip. Raises a `TalkfaceError` (with a readable message) when it cannot."""
+        """Score one clip. Raises a `TalkfaceError` (with a readable message) when it cannot.
+        The same bytes scored again by this Scorer come from memory (same model, same result)."""
+        media.probe(video)
+        key = file_hash(video)
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return replace(self._memo[key], file=str(video))
         bundle = self.features(video, progress)
-        return self.score_bundles([bundle], [str(video)])[0]
+        result = self.score_bundles([bundle], [str(video)])[0]
+        self._memo[key] = result
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return result
 
     def score_many(self, paths: Iterable[str | os.PathLike], batch_size: int = 8,
                    progress: Optional[Callable[[str], None]] = None) -> list[ScoreResult]:
@@ -301,9 +319,7 @@ def sync_signals(bundle: FeatureBundle) -> Optional[SyncSignals]:
     energy = np.power(10.0, bundle.audio_column("log_rms").astype(float) / 20.0)
     if not bundle.info.get("has_audio", True):
         energy = np.zeros_like(energy)
-    filled = np.where(bundle.valid, mouth, mouth[bundle.valid].mean() if bundle.valid.any()
-                      else 0.0)
-    offset, offsets, curve = estimate_offset(filled, energy)
+    offset, offsets, curve = estimate_offset(mouth, energy, valid=bundle.valid)
     shown = np.where(bundle.valid, mouth, np.nan)
     return SyncSignals(shown, energy, int(offset), np.asarray(offsets),
                        np.asarray(curve, float), spec.fps)

@@ -58,10 +58,10 @@ def attention_heatmap(result) -> go.Figure:
     weights = result.attention.get("temporal")
     if weights is None or len(weights) == 0:
         return empty_figure("this model gives no temporal attention", "Temporal attention")
-    times = np.arange(len(weights)) / result.fps
+    times = (np.arange(len(weights)) + 0.5) / result.fps  # frame k covers [k, k+1) / fps
     shown = np.where(result.valid, weights, np.nan)
     fig = go.Figure(go.Heatmap(z=[shown], x=times, y=["attention"], colorscale="Viridis",
-                               colorbar=dict(title="weight", thickness=12),
+                               colorbar=dict(thickness=10, nticks=3, tickformat=".2g"),
                                hovertemplate="t=%{x:.2f}s<br>weight=%{z:.4f}<extra></extra>"))
     top = result.attended_frames(3, most=True)
     fig.add_trace(go.Scatter(x=times[top], y=["attention"] * len(top), mode="markers",
@@ -81,13 +81,15 @@ def cross_matrix(result) -> go.Figure:
         return empty_figure("this model has no cross-modal attention (only the `improved` "
                             "model has one)", "Cross-modal attention")
     pooled = pool_matrix(np.asarray(matrix))
-    ticks = np.linspace(0, matrix.shape[0] / result.fps, pooled.shape[0], endpoint=False)
+    step = matrix.shape[0] / result.fps / pooled.shape[0]
+    ticks = (np.arange(pooled.shape[0]) + 0.5) * step  # cell centres
     fig = go.Figure(go.Heatmap(z=pooled, x=ticks, y=ticks, colorscale="Magma",
                                colorbar=dict(thickness=12),
                                hovertemplate="video %{y:.2f}s<br>audio %{x:.2f}s<br>"
                                              "%{z:.4f}<extra></extra>"))
-    fig.update_xaxes(title="audio time (s)")
-    fig.update_yaxes(title="video time (s)", autorange="reversed", scaleanchor="x")
+    end = matrix.shape[0] / result.fps
+    fig.update_xaxes(title="audio time (s)", range=[0, end])
+    fig.update_yaxes(title="video time (s)", range=[end, 0])
     return _layout(fig, "Cross-modal attention (video frames attending to audio)", height=420)
 
 
@@ -145,25 +147,26 @@ def grouped_bars(board: pd.DataFrame, tasks: list[TaskSpec]) -> go.Figure:
 
 
 def training_curves(records: Iterable[dict], reference: Optional[dict] = None) -> go.Figure:
-    """metrics.jsonl records -> losses (left) and validation metrics (right) per epoch.
-    `reference`: {metric: value} of the active checkpoint, drawn as dotted lines."""
-    frame = pd.DataFrame(list(records))
+    """metrics.jsonl records -> losses (left) and mean validation metrics (right) per epoch.
+    Nested records are flattened (`val.mean.srcc`). `reference`: {metric: value} of the active
+    checkpoint (e.g. {"srcc": 0.7}), drawn as dotted lines."""
+    frame = pd.json_normalize(list(records))
     if frame.empty:
         return empty_figure("waiting for the first epoch...", "Training")
     x = frame["epoch"] if "epoch" in frame else pd.Series(range(1, len(frame) + 1))
-    numeric = [c for c in frame.columns if c != "epoch" and pd.api.types.is_numeric_dtype(frame[c])
-               and not c.startswith(("lr", "time", "step", "seconds"))]
-    losses = [c for c in numeric if "loss" in c]
-    metrics = [c for c in numeric if c not in losses]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation metrics"))
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    losses = [c for c in numeric if c.endswith("loss")]
+    metrics = [c for c in numeric if c.startswith("val.mean.")] or \
+        [c for c in numeric if c.startswith("val") and c not in losses]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation metrics (mean)"))
     for i, col in enumerate(losses):
         fig.add_trace(go.Scatter(x=x, y=frame[col], name=col, mode="lines+markers",
                                  line_color=PALETTE[i % len(PALETTE)]), row=1, col=1)
     for i, col in enumerate(metrics):
-        color = PALETTE[(i + len(losses)) % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=x, y=frame[col], name=col, mode="lines+markers",
+        color, short = PALETTE[(i + len(losses)) % len(PALETTE)], col.rsplit(".", 1)[-1]
+        fig.add_trace(go.Scatter(x=x, y=frame[col], name=short, mode="lines+markers",
                                  line_color=color), row=1, col=2)
-        if reference and col in reference:
-            fig.add_hline(y=reference[col], line_dash="dot", line_color=color, row=1, col=2)
+        if reference and short in reference:
+            fig.add_hline(y=reference[short], line_dash="dot", line_color=color, row=1, col=2)
     fig.update_xaxes(title_text="epoch")
     return _layout(fig, "", height=360)

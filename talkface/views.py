@@ -1,0 +1,245 @@
+"""What the app shows, computed without Gradio: the app's state (the scorer, loaded once and
+swapped on promotion; the training jobs) and the HTML, tables and files each tab displays.
+
+`app.py` only lays out components and wires events to these functions, so everything here can be
+tested and reused without a browser.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from . import checkpoint as ckpt
+from .errors import CheckpointError, DatasetError, TalkfaceError
+from .jobs import REPO_ROOT, JobManager
+
+DEMO_DIR = REPO_ROOT / "data" / "demo"
+BAND_COLOURS = {"excellent": "#1a9850", "good": "#66bd63", "fair": "#fdae61", "poor": "#f46d43",
+                "bad": "#d73027"}
+
+
+def checkpoint_root_from_env() -> Path:
+    return Path(os.environ.get("TALKFACE_CHECKPOINTS", ckpt.CHECKPOINT_ROOT))
+
+
+class AppState:
+    """One scorer for the whole app (loaded lazily, swapped atomically on promotion), the
+    training job manager and a scratch folder for downloads."""
+
+    def __init__(self, checkpoint: Optional[str] = None, checkpoint_root: Optional[Path] = None,
+                 runs_root: Optional[Path] = None, demo_dir: Path = DEMO_DIR) -> None:
+        self.checkpoint = checkpoint
+        self.root = Path(checkpoint_root) if checkpoint_root else checkpoint_root_from_env()
+        self.demo_dir = Path(demo_dir)
+        self.jobs = JobManager(Path(runs_root or os.environ.get("TALKFACE_RUNS",
+                                                                REPO_ROOT / "runs")), demo_dir)
+        self._scorer = None
+        self._load_lock = threading.Lock()
+        self.score_lock = threading.Lock()  # the extractor tracks faces frame to frame: one clip
+        self._scratch = tempfile.TemporaryDirectory(prefix="talkface-app-")
+        self.predictions: dict[str, dict] = {}  # demo file -> scores, filled by the Dataset tab
+
+    @property
+    def scratch(self) -> Path:
+        return Path(self._scratch.name)
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint) if self.checkpoint else ckpt.active_checkpoint(self.root)
+
+    def scorer(self):
+        from .api import load_scorer
+        with self._load_lock:
+            if self._scorer is None:
+                self._scorer = load_scorer(self.checkpoint_path())
+            return self._scorer
+
+    def score(self, path: str, progress: Optional[Callable[[int, int], None]] = None):
+        scorer = self.scorer()
+        with self.score_lock:
+            return scorer.score(path, progress=progress)
+
+    def score_many(self, paths: list[str], progress=None) -> list:
+        scorer = self.scorer()
+        with self.score_lock:
+            return scorer.score_many(paths, progress=progress)
+
+    def promote(self, source: Path, name: str) -> Path:
+        """Make `source` the active checkpoint under the app's root and reload the scorer."""
+        name = name.strip()
+        if not name or "/" in name or name.startswith("."):
+            raise CheckpointError(f"checkpoint name {name!r}: use letters, digits, - and _")
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = ckpt.promote(source, name, root=self.root)
+        with self._load_lock:
+            self.checkpoint, self._scorer = None, None
+        self.predictions.clear()
+        return target
+
+
+# --- Score tab -----------------------------------------------------------------------------------
+
+def score_cards_html(result) -> str:
+    """One card per task: label, score in its range, 1-5 value, a bar and the one-line meaning."""
+    cards = []
+    for score in result.tasks.values():
+        t = score.task
+        colour = BAND_COLOURS.get(score.band, "#888")
+        arrow = "higher is better" if t.higher_is_better else "lower is better"
+        cards.append(
+            f'<div class="tf-card" style="border-left:6px solid {colour}">'
+            f'<div class="tf-label">{html.escape(t.label or t.name)}</div>'
+            f'<div class="tf-value">{score.value:.2f}<span class="tf-range"> in '
+            f'[{t.low:g}, {t.high:g}], {arrow}</span></div>'
+            f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}</div>'
+            f'<div class="tf-bar"><div style="width:{100 * score.unit:.0f}%;'
+            f'background:{colour}"></div></div>'
+            f'<div class="tf-meaning">{html.escape(t.description)}</div></div>')
+    return f'<div class="tf-cards">{"".join(cards)}</div>'
+
+
+def warnings_markdown(result) -> str:
+    lines = [f"- {w}" for w in result.warnings]
+    if result.signals is not None:
+        s = result.signals
+        lines.append(f"- estimated audio offset: {s.offset_frames:+d} frames "
+                     f"({s.offset_ms:+.0f} ms; positive = audio late)")
+    head = "**Warnings**" if result.warnings else "**No warnings**"
+    return "\n".join([head, ""] + lines)
+
+
+def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:
+    """Most and least attended frames (with a face) as (image, caption) pairs."""
+    from .api import read_frames
+    most, least = result.attended_frames(k, True), result.attended_frames(k, False)
+    frames = read_frames(path, most + least, result.fps, max_side=192)
+    weights = result.attention["temporal"]
+    items = []
+    for kind, picked in (("most", most), ("least", least)):
+        for i in picked:
+            if i in frames:
+                items.append((frames[i], f"{kind} attended: t={i / result.fps:.2f}s, "
+                                         f"w={weights[i]:.3f}"))
+    return items
+
+
+def write_json(result, folder: Path) -> Path:
+    path = folder / f"{Path(result.file).stem}_talkface.json"
+    path.write_text(json.dumps(result.to_dict(), indent=1))
+    return path
+
+
+# --- Dataset tab ---------------------------------------------------------------------------------
+
+def demo_manifest(demo_dir: Path = DEMO_DIR) -> pd.DataFrame:
+    csv = demo_dir / "manifest.csv"
+    if not csv.exists():
+        raise DatasetError(f"no bundled samples: {csv} is missing (generate them with "
+                           f"`python -m talkface synth`)")
+    return pd.read_csv(csv)
+
+
+def demo_choices(demo_dir: Path = DEMO_DIR) -> list[str]:
+    try:
+        return [str(f) for f in demo_manifest(demo_dir)["file"]]
+    except TalkfaceError:
+        return []
+
+
+def dataset_table(state: AppState, condition: str = "all") -> pd.DataFrame:
+    """Bundled samples with condition and true labels, and predictions where already scored."""
+    frame = demo_manifest(state.demo_dir)
+    if condition and condition != "all" and "condition" in frame:
+        frame = frame[frame["condition"] == condition]
+    tasks = [c for c in ("lip_sync", "visual_quality", "temporal_quality", "overall")
+             if c in frame.columns]
+    keep = [c for c in ("file", "condition", "split") if c in frame.columns]
+    out = frame[keep].copy()
+    for task in tasks:
+        out[f"{task} true"] = frame[task].round(3)
+        out[f"{task} pred"] = [state.predictions.get(f, {}).get(task, np.nan)
+                               for f in frame["file"]]
+        out[f"{task} pred"] = out[f"{task} pred"].astype(float).round(3)
+    return out.reset_index(drop=True)
+
+
+def score_demo(state: AppState, condition: str = "all", progress=None) -> pd.DataFrame:
+    """Score the (filtered) bundled samples not yet scored, then return the table."""
+    frame = demo_manifest(state.demo_dir)
+    if condition and condition != "all" and "condition" in frame:
+        frame = frame[frame["condition"] == condition]
+    todo = [f for f in frame["file"] if f not in state.predictions]
+    paths = [str(state.demo_dir / f) for f in todo]
+    for name, result in zip(todo, state.score_many(paths, progress=progress)):
+        state.predictions[name] = result.scores if result.ok else {}
+    return dataset_table(state, condition)
+
+
+def conditions(state: AppState) -> list[str]:
+    try:
+        frame = demo_manifest(state.demo_dir)
+    except TalkfaceError:
+        return ["all"]
+    return ["all"] + sorted(frame["condition"].dropna().astype(str).unique()) \
+        if "condition" in frame else ["all"]
+
+
+# --- Train and Model tabs ------------------------------------------------------------------------
+
+def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """{"lip_sync": {"srcc": 0.8}} -> {"lip_sync/srcc": 0.8} (numbers only)."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_metrics(value, name + "/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def checkpoint_metrics(folder: Optional[Path]) -> dict:
+    """Validation metrics from a checkpoint's meta.json (without loading its weights)."""
+    meta = Path(folder) / "meta.json" if folder else None
+    if meta is None or not meta.exists():
+        return {}
+    try:
+        return json.loads(meta.read_text()).get("metrics", {}) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def metrics_side_by_side(new: dict, active: dict) -> pd.DataFrame:
+    a, b = flat_metrics(new), flat_metrics(active)
+    keys = list(dict.fromkeys(list(a) + list(b)))
+    return pd.DataFrame({"metric": keys, "this run": [a.get(k, np.nan) for k in keys],
+                         "active checkpoint": [b.get(k, np.nan) for k in keys]}).round(4)
+
+
+def model_card_markdown(loaded) -> str:
+    """The model card: tasks, feature spec, training data and metrics of a loaded checkpoint."""
+    spec, meta = loaded.spec, loaded.meta
+    tasks = "\n".join(f"| {t.name} | {t.label} | [{t.low:g}, {t.high:g}] | "
+                      f"{'higher' if t.higher_is_better else 'lower'} | {t.description} |"
+                      for t in loaded.tasks)
+    groups = ", ".join(f"{g} ({b - a})" for g, (a, b) in
+                       {**spec.visual_groups, **spec.audio_groups}.items())
+    metrics = metrics_side_by_side(loaded.metrics, {}).drop(columns="active checkpoint")
+    metric_rows = "\n".join(f"| {m} | {v:.4f} |" for m, v in metrics.itertuples(index=False))
+    return "\n".join([
+        f"## Checkpoint `{loaded.path.name}` ({meta.get('model_name')})", "",
+        f"Folder: `{loaded.path}`, talkface {meta.get('talkface_version')}", "",
+        "### Tasks", "", "| task | label | range | better | meaning |", "|---|---|---|---|---|",
+        tasks, "", "### Features", "", f"- {spec.describe()}",
+        f"- groups: {groups}", f"- backend options: `{json.dumps(spec.backend_config)}`", "",
+        "### Training data", "", f"```\n{json.dumps(meta.get('data', {}), indent=1)}\n```",
+        f"Command: `{meta.get('command', '')}`", "", "### Validation metrics", "",
+        "| metric | value |", "|---|---|", metric_rows or "| (none recorded) | |", "",
+        "### Card", "", loaded.card])
