@@ -257,13 +257,17 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS,
                 codec: str = "libx264", crf: Optional[int] = 18,
                 options: Optional[dict] = None) -> None:
     """Encode RGB uint8 frames (an array (T, H, W, 3) or any iterable of (H, W, 3)) and optional
-    mono float32 audio in [-1, 1] into `path`. Deterministic for identical inputs (one encoder
-    thread, no timestamps in the container metadata)."""
+    mono float32 audio in [-1, 1] into `path`, atomically. Deterministic for identical inputs
+    (one encoder thread, no timestamps in the container metadata)."""
     path = str(path)
     tmp = path + ".part" + Path(path).suffix
     opts = dict(options or {})
     if crf is not None and codec in ("libx264", "libx265", "libvpx-vp9"):
         opts.setdefault("crf", str(int(crf)))
+    if codec == "libx264":
+        # x264's macroblock-tree rate control gave different bytes for the same noisy frames in
+        # about 1 run of 8 here, even with one thread; without it, output repeats exactly
+        opts.setdefault("x264-params", "threads=1:mbtree=0")
     frames = iter(frames)
     first = next(frames)
     h, w = first.shape[:2]
@@ -272,7 +276,6 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS,
         vs.width, vs.height = w, h
         vs.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         vs.options = opts
-        vs.codec_context.thread_count = 1
         ast = None
         if audio is not None:
             acodec, arate = _AUDIO_CODEC.get(Path(path).suffix.lower(), ("aac", sample_rate))

@@ -182,8 +182,11 @@ def test_missing_file_and_folder(tmp_path):
 
 
 def test_write_video_is_deterministic(tmp_path):
-    frames = (np.random.default_rng(1).integers(0, 255, (20, 64, 64, 3))).astype(np.uint8)
-    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
-    media.write_video(a, frames, 25, tone(0.8))
-    media.write_video(b, frames, 25, tone(0.8))
-    assert a.read_bytes() == b.read_bytes()
+    frames = (np.random.default_rng(96).integers(0, 255, (40, 96, 96, 3))).astype(np.uint8)
+    # noisy frames: with x264's default macroblock tree, about 1 encode in 8 came out different
+    first = tmp_path / "first.mp4"
+    media.write_video(first, frames, 25, tone(1.6))
+    for i in range(8):
+        again = tmp_path / f"again{i}.mp4"
+        media.write_video(again, frames, 25, tone(1.6))
+        assert again.read_bytes() == first.read_bytes(), i
