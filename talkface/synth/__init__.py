@@ -7,4 +7,6 @@ clips with a manifest whose split column keeps face and voice identities apart. 
 video-quality research validates a metric: start from clean material, degrade it on purpose, and
 know the true answer because we made it.
 """
-from .labels import LABEL_VERSION, TASKS  # noqa: F401
+from .labels import LABEL_VERSION, TASKS
+
+__all__ = ["LABEL_VERSION", "TASKS"]
