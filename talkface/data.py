@@ -13,6 +13,7 @@ samples are full length. `collate` pads a batch and returns the validity mask.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -136,8 +137,9 @@ def load_bundles(paths: Sequence[str], backend: str = "landmarks",
     """One bundle (or error message) per path, in order; videos are extracted through the cache."""
     needs_extractor = any(not p.endswith(".npz") for p in paths)
     if workers > 1 and needs_extractor and len(paths) > 1:
-        with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                 initargs=(backend, cache_dir)) as pool:
+        # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(backend, cache_dir)) as pool:
             results = pool.map(_load_one, paths, chunksize=4)
             return list(_progress(results, len(paths), progress))
     if needs_extractor:

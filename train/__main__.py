@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from typing import Optional
+
+import torch.distributed as dist
 
 from talkface.errors import TalkfaceError
 
@@ -49,7 +52,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = {k: result.get(k) for k in ("best_epoch", "epochs_run", "stopped_early")}
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    summary = {k: result[k] for k in ("best_epoch", "epochs_run", "stopped_early", "stopped")
+               if k in result}
     summary["test_mean"] = (result.get("test") or {}).get("mean")
     print(json.dumps(summary, indent=1))
     return 0

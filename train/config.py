@@ -65,6 +65,7 @@ class TrainConfig(BaseModel):
     select_metric: Literal["mse", "mae", "r2", "pearson", "srcc", "krcc"] = "mse"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     consistency_weight: float = Field(0.0, ge=0)
+    task_weight_lr_scale: float = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     seed: int = 0

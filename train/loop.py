@@ -76,11 +76,18 @@ def precision_for(device: torch.device, choice: str) -> torch.dtype:
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW/Adam; biases, norm weights and other 1-D parameters get no weight decay."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW/Adam; biases, norm weights and other 1-D parameters get no weight decay. Learned
+    task weights (`log_vars`) get `task_weight_lr_scale` x the learning rate: Adam moves each
+    parameter by about lr per step, so at lr 1e-3 they could hardly leave 0 in a short run."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    task = [p for n, p in named if n.endswith("log_vars")]
+    rest = [(n, p) for n, p in named if not n.endswith("log_vars")]
+    groups = [{"params": [p for _, p in rest if p.ndim >= 2], "weight_decay": cfg.weight_decay,
+               "lr": cfg.lr},
+              {"params": [p for _, p in rest if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr}]
+    if task:
+        groups.append({"params": task, "weight_decay": 0.0,
+                       "lr": cfg.lr * cfg.task_weight_lr_scale})
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
@@ -88,7 +95,7 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 def build_scheduler(optimizer, cfg, steps_per_epoch: int):
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=cfg.epochs * steps_per_epoch,
             pct_start=cfg.pct_start)
     return None
 
@@ -127,9 +134,9 @@ def train_one_epoch(model, raw: TalkfaceModel, dataset, batches, optimizer, sche
         scaler.update()
         if scheduler is not None:
             scheduler.step()
-        totals += float(loss)
+        totals += loss.item()
         for t, value in per_task.items():
-            task_sums[t] += float(value)
+            task_sums[t] += value.item()
         steps += 1
     return {"train_loss": totals / steps, "train_task_loss": {t: v / steps for t, v in
                                                                task_sums.items()},

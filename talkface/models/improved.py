@@ -5,7 +5,9 @@
     audio  (B,T,Da) -> ModalityEncoder --/   + sinusoidal time     \-> max pool -------/
 
 - Per-modality encoders: 3 Linear-GELU-Dropout layers with a residual linear projection of the
-  input and a LayerNorm.
+  input and a LayerNorm. Each frame's input is its normalised features and their change from the
+  previous frame (zero where either frame is masked): shake, freezes, flicker and mouth motion
+  are frame-to-frame changes, which a frame-wise encoder could not otherwise see.
 - Audio-visual cross attention: video frames attend to audio frames and audio frames to video
   frames (both residual + LayerNorm); the video-to-audio map is returned for display.
 - Temporal attention pooling, masked mean and masked max, concatenated, feed one MLP head per task
@@ -88,6 +90,14 @@ class AttentionPool(nn.Module):
         return (weights.unsqueeze(-1) * x).sum(1), weights
 
 
+def with_deltas(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) -> (B, T, 2D): features and x[t] - x[t-1], zeroed unless both frames are valid."""
+    both = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1).to(x.dtype)
+    delta = torch.zeros_like(x)
+    delta[:, 1:] = (x[:, 1:] - x[:, :-1]) * both
+    return torch.cat([x, delta], dim=-1)
+
+
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T, D), (B, T) -> (B, D) max over valid frames (0 for a clip with none)."""
     filled = x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min)
@@ -101,8 +111,8 @@ class ImprovedModel(TalkfaceModel):
                  encoder_layers: int = 3) -> None:
         super().__init__(spec, tasks)
         dim = encoder_dim
-        self.visual_encoder = ModalityEncoder(spec.visual_dim, dim, encoder_layers, dropout)
-        self.audio_encoder = ModalityEncoder(spec.audio_dim, dim, encoder_layers, dropout)
+        self.visual_encoder = ModalityEncoder(2 * spec.visual_dim, dim, encoder_layers, dropout)
+        self.audio_encoder = ModalityEncoder(2 * spec.audio_dim, dim, encoder_layers, dropout)
         self.video_to_audio = CrossAttention(dim, num_heads, dropout)
         self.audio_to_video = CrossAttention(dim, num_heads, dropout)
         self.fuse = nn.Linear(2 * dim, dim)
@@ -130,8 +140,8 @@ class ImprovedModel(TalkfaceModel):
         where cross[b, i, j] is how much video frame i attends to audio frame j."""
         visual, audio = self.normalize(visual, audio, mask)
         padding, keep = key_padding_mask(mask), mask.unsqueeze(-1)
-        v = self.visual_encoder(visual) * keep
-        a = self.audio_encoder(audio) * keep
+        v = self.visual_encoder(with_deltas(visual, mask)) * keep
+        a = self.audio_encoder(with_deltas(audio, mask)) * keep
         v2, cross = self.video_to_audio(v, a, padding)
         a2, _ = self.audio_to_video(a, v, padding)
         x = self.fuse(torch.cat([v2, a2], dim=-1))

@@ -1,0 +1,231 @@
+"""Models: registry, forward shapes and ranges, gradients everywhere, mask invariance, checkpoint
+round trip and spec mismatch refusal, for both registered variants."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from talkface.checkpoint import load_checkpoint, save_checkpoint
+from talkface.errors import CheckpointError, ConfigError, SpecMismatch, TalkfaceError
+from talkface.models import create_model, list_models
+from talkface.models.losses import multitask_loss, smooth_targets
+from talkface.spec import FeatureSpec, tasks_from_names
+
+TASKS = tasks_from_names(["lip_sync", "visual_quality", "temporal_quality", "overall"])
+SMALL = {"encoder_dim": 16, "num_layers": 2, "num_heads": 2}
+VARIANTS = ["original", "improved"]
+
+
+def spec(dv: int = 7, da: int = 5) -> FeatureSpec:
+    return FeatureSpec(visual_names=tuple(f"v{i}" for i in range(dv)),
+                       audio_names=tuple(f"a{i}" for i in range(da)), backend="test",
+                       backend_version="1")
+
+
+def inputs(b: int = 3, t: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    visual, audio = torch.randn(b, t, 7, generator=g), torch.randn(b, t, 5, generator=g)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[0, 8:] = False  # padding at the end
+    mask[1, 2:4] = False  # face-less frames in the middle
+    return visual, audio, mask
+
+
+def test_both_variants_are_registered():
+    assert {"original", "improved"} <= set(list_models())
+    with pytest.raises(ConfigError, match="unknown model"):
+        create_model("nope", spec(), TASKS)
+    with pytest.raises(ConfigError, match="improved"):
+        create_model("improved", spec(), TASKS, not_an_option=1)
+
+
+def test_input_sizes_come_from_the_spec():
+    model = create_model("improved", spec(11, 3), TASKS, **SMALL)
+    assert model.visual_encoder.skip.in_features == 2 * 11  # features and their deltas
+    assert model.audio_encoder.skip.in_features == 2 * 3
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_forward_is_finite_and_every_parameter_gets_a_gradient(name):
+    torch.manual_seed(0)
+    model = create_model(name, spec(), TASKS, **SMALL)
+    visual, audio, mask = inputs()
+    out = model(visual, audio, mask)
+    assert set(out.scores) == {t.name for t in TASKS}
+    for score in out.scores.values():
+        assert score.shape == (3,) and torch.isfinite(score).all()
+    temporal = out.attention["temporal"]
+    assert temporal.shape == (3, 12) and torch.allclose(temporal.sum(1), torch.ones(3), atol=1e-5)
+    assert (temporal[~mask] == 0).all()
+    targets = {t.name: torch.rand(3) for t in TASKS}
+    loss, per_task, _ = multitask_loss(model, out, targets, consistency_weight=0.1)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_improved_scores_lie_in_the_task_range_and_returns_cross_attention():
+    tasks = tasks_from_names(["overall", "mos"], {"mos": (1.0, 5.0)})
+    model = create_model("improved", spec(), tasks, **SMALL)
+    visual, audio, mask = inputs()
+    out = model(visual * 100, audio * 100, mask)  # extreme inputs: still inside the range
+    assert ((out.scores["overall"] >= 0) & (out.scores["overall"] <= 1)).all()
+    assert ((out.scores["mos"] >= 1) & (out.scores["mos"] <= 5)).all()
+    assert out.attention["cross"].shape == (3, 12, 12)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_masked_frames_never_change_a_score(name):
+    torch.manual_seed(0)
+    model = create_model(name, spec(), TASKS, **SMALL).eval()
+    visual, audio, mask = inputs()
+    before = model(visual, audio, mask).scores
+    noisy_v, noisy_a = visual.clone(), audio.clone()
+    noisy_v[~mask] = torch.randn(int((~mask).sum()), 7) * 50
+    noisy_a[~mask] = torch.randn(int((~mask).sum()), 5) * 50
+    after = model(noisy_v, noisy_a, mask).scores
+    for task in before:
+        torch.testing.assert_close(before[task], after[task], rtol=0, atol=1e-5)
+    # and the test can fail: changing a *valid* frame does change the scores
+    noisy_v[0, 0] += 5.0
+    changed = model(noisy_v, noisy_a, mask).scores
+    assert any(not torch.allclose(before[t][0], changed[t][0]) for t in before)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_clip_without_any_valid_frame_stays_finite(name):
+    model = create_model(name, spec(), TASKS, **SMALL).eval()
+    visual, audio, mask = inputs()
+    mask[2] = False
+    out = model(visual, audio, mask)
+    assert all(torch.isfinite(s).all() for s in out.scores.values())
+
+
+def test_uncertainty_weights_follow_kendall():
+    model = create_model("improved", spec(), TASKS, **SMALL)
+    with torch.no_grad():
+        model.log_vars.copy_(torch.tensor([0.0, 1.0, -1.0, 0.5]))
+    losses = {t.name: torch.tensor(0.2) for t in TASKS}
+    expected = sum(torch.exp(-s) * 0.2 + s for s in model.log_vars.detach())
+    torch.testing.assert_close(model.loss_weights(losses), expected)
+    equal = create_model("original", spec(), TASKS, **SMALL)
+    torch.testing.assert_close(equal.loss_weights(losses), torch.tensor(0.2))
+
+
+def test_consistency_loss_is_zero_when_overall_matches_the_combination():
+    model = create_model("improved", spec(), TASKS, **SMALL)
+    with torch.no_grad():
+        model.consistency.weight.fill_(1 / 3)
+        model.consistency.bias.zero_()
+    others = {n: torch.rand(4) for n in ("lip_sync", "visual_quality", "temporal_quality")}
+    scores = {**others, "overall": sum(others.values()) / 3}
+    assert model.consistency_loss(scores) < 1e-10
+    scores["overall"] = scores["overall"] + 0.5
+    assert model.consistency_loss(scores).item() == pytest.approx(0.25)
+
+
+def test_label_smoothing_shrinks_toward_the_mean():
+    out = smooth_targets({"a": torch.tensor([0.0, 1.0, float("nan")])}, {"a": 0.5}, 0.1)
+    torch.testing.assert_close(out["a"][:2], torch.tensor([0.05, 0.95]))
+    assert torch.isnan(out["a"][2])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_checkpoint_round_trip(tmp_path, name):
+    torch.manual_seed(0)
+    model = create_model(name, spec(), TASKS, **SMALL).eval()
+    model.set_normalization(torch.rand(7), torch.rand(7) + 0.5, torch.rand(5), torch.rand(5) + .5)
+    save_checkpoint(tmp_path / "ck", model, SMALL, metrics={"overall": {"mse": 0.1}})
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.model.model_name == name and loaded.spec == model.spec
+    visual, audio, mask = inputs()
+    for task, score in model(visual, audio, mask).scores.items():
+        torch.testing.assert_close(loaded.model(visual, audio, mask).scores[task], score)
+
+
+def test_checkpoint_refuses_a_different_spec_naming_both(tmp_path):
+    model = create_model("improved", spec(), TASKS, **SMALL)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "ck", model, SMALL))
+    live = spec(dv=9)
+    with pytest.raises(SpecMismatch, match="visual=7.*visual=9"):
+        loaded.spec.check_compatible(live)
+
+
+def test_checkpoint_with_missing_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+    model = create_model("improved", spec(), TASKS, **SMALL)
+    folder = save_checkpoint(tmp_path / "ck", model, SMALL)
+    state = load_file(str(folder / "model.safetensors"))
+    state.pop("log_vars")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="log_vars"):
+        load_checkpoint(folder)
+
+
+# --- the shipped checkpoint ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "checkpoints" / "default"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
+EXPECTED = ROOT / "tests" / "data" / "expected_scores.json"
+
+
+def shipped_scores() -> dict:
+    """{file: {task: score}} of the shipped checkpoint on the fixture clips, through the same
+    path a user takes (`load_scorer(...).score`), features extracted fresh (no cache)."""
+    import pandas as pd
+
+    from talkface.api import load_scorer
+    scorer = load_scorer(SHIPPED, cache=False)
+    files = pd.read_csv(FIXTURES / "manifest.csv")["file"].astype(str).tolist()
+    scores = {}
+    for name in files:
+        try:
+            result = scorer.score(FIXTURES / name)
+        except TalkfaceError as err:  # a fixture meant to fail (no face, no video...) is skipped
+            scores[name] = {"error": str(err).split(":")[0]}
+            continue
+        scores[name] = dict(result.scores)
+    return scores
+
+
+def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor():
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.fail(f"no shipped checkpoint at {SHIPPED}")
+    from talkface.features.extract import Extractor
+    loaded = load_checkpoint(SHIPPED)
+    assert loaded.meta["model_name"] == "improved"
+    assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 2 ** 20
+    assert "python -m train" in loaded.meta["command"]
+    loaded.spec.check_compatible(Extractor("landmarks").spec, "checkpoint", "extractor")
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_reproduces_stored_scores():
+    if not (FIXTURES / "manifest.csv").exists():
+        pytest.skip(f"no fixture clips at {FIXTURES}")
+    assert EXPECTED.exists(), "regenerate with: python -m tests.test_models --write-expected"
+    expected = json.loads(EXPECTED.read_text())["scores"]
+    actual = shipped_scores()
+    assert set(actual) == set(expected)
+    for name, scores in expected.items():
+        for task, value in scores.items():
+            if task == "error":
+                assert actual[name].get("error") == value
+            else:
+                assert actual[name][task] == pytest.approx(value, abs=1e-4), (name, task)
+
+
+if __name__ == "__main__" and "--write-expected" in sys.argv:
+    EXPECTED.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((SHIPPED / "meta.json").read_text())
+    EXPECTED.write_text(json.dumps({"checkpoint": str(SHIPPED.relative_to(ROOT)),
+                                    "model": meta["model_name"],
+                                    "feature_fingerprint": FeatureSpec.model_validate(
+                                        meta["feature_spec"]).fingerprint,
+                                    "scores": shipped_scores()}, indent=1) + "\n")
+    print(f"wrote {EXPECTED}")

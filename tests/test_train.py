@@ -1,0 +1,124 @@
+"""Training: configs validate strictly, overrides apply before validation, a few CPU steps lower
+the loss, a killed run resumed from last.pt ends where an uninterrupted one does, and the run
+folder holds what the docs promise."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from talkface.checkpoint import load_checkpoint
+from talkface.errors import ConfigError
+from test_data import write_random_dataset
+from train.__main__ import main as train_main
+from train.config import Config, build_config, load_config
+from train.loop import train
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_random_dataset(tmp_path_factory.mktemp("data"), n=40, seed=0)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_validates(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert cfg.model.name in {"original", "improved"}
+
+
+def test_shipped_configs_say_what_the_issue_promises():
+    original = load_config(CONFIGS[0].parent / "original.yaml")
+    assert (original.train.batch_size, original.train.lr, original.train.optimizer) == (1, 1e-4,
+                                                                                       "adam")
+    assert (original.model.name, original.model.encoder_dim, original.model.num_layers) == (
+        "original", 256, 3)
+    optimized = load_config(CONFIGS[0].parent / "optimized.yaml")
+    assert (optimized.train.batch_size, optimized.train.lr, optimized.train.scheduler) == (
+        16, 1e-3, "onecycle")
+    assert (optimized.model.name, optimized.model.encoder_dim, optimized.model.num_layers) == (
+        "improved", 512, 4)
+    assert optimized.train.grad_clip and optimized.model.dropout
+
+
+def test_a_typo_key_is_an_error(tmp_path):
+    raw = yaml.safe_load(TINY.read_text())
+    raw["train"]["learning_rate"] = 0.1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="unknown key 'train.learning_rate'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        build_config({"modle": {}})
+
+
+def test_wrong_types_are_errors_not_coerced():
+    with pytest.raises(ConfigError, match="batch_size"):
+        build_config({"train": {"batch_size": "8"}})
+    with pytest.raises(ConfigError, match="optimizer"):
+        build_config({"train": {"optimizer": "sgd"}})
+
+
+def test_overrides_apply_before_validation():
+    cfg = load_config(TINY, ["train.lr=3e-4", "model.encoder_dim=24", "data.tasks=[overall]"],
+                      batch_size=8, model="original")
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.model.encoder_dim == 24
+    assert cfg.data.tasks == ["overall"] and cfg.model.name == "original"
+    with pytest.raises(ConfigError, match="unknown key 'train.lrr'"):
+        load_config(TINY, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(TINY, ["train.lr"])
+
+
+def tiny(dataset: Path, out: Path, **overrides) -> Config:
+    items = [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(TINY, items, data=str(dataset), output_dir=str(out))
+
+
+def test_a_few_cpu_steps_lower_the_loss(dataset, tmp_path):
+    result = train(tiny(dataset, tmp_path, **{"train.epochs": 6}))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 6
+    first, last = lines[0]["train_task_loss"], lines[-1]["train_task_loss"]
+    assert sum(last.values()) < 0.7 * sum(first.values())
+    for key in ("train_loss", "val_loss", "lr", "grad_norm", "task_weights", "val"):
+        assert key in lines[0]
+    assert set(lines[0]["val"]["overall"]) == {"mse", "mae", "r2", "pearson", "srcc", "krcc"}
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "metrics.json").exists()
+    loaded = load_checkpoint(tmp_path / "best")
+    assert loaded.meta["metrics"]["overall"]["mse"] == pytest.approx(
+        result["test"]["overall"]["mse"])
+    assert loaded.model.visual_std.min() > 0  # normalisation travelled with the weights
+
+
+def test_resume_after_a_kill_reaches_the_same_final_state(dataset, tmp_path):
+    straight = train(tiny(dataset, tmp_path / "a"))
+    stopped = train(tiny(dataset, tmp_path / "b", **{"train.stop_after_epochs": 2}))
+    assert stopped["stopped"] and stopped["epochs_run"] == 2
+    resumed = train(tiny(dataset, tmp_path / "b").model_copy(update={"resume": True}))
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0)
+    assert resumed["test"]["mean"]["mse"] == pytest.approx(straight["test"]["mean"]["mse"])
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "b" / "metrics.jsonl").open()]
+    assert epochs == [0, 1, 2, 3]
+
+
+def test_cli_trains_original_with_batch_size_override(dataset, tmp_path, capsys):
+    code = train_main(["--config", str(TINY), "--data", str(dataset), "--output_dir",
+                       str(tmp_path), "--model", "original", "--batch_size", "4",
+                       "--set", "train.epochs=1", "--set", "model.encoder_layers=null", "-q"])
+    assert code == 0
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["train"]["batch_size"] == 4 and saved["model"]["name"] == "original"
+    assert load_checkpoint(tmp_path / "best").model.model_name == "original"
+    assert train_main(["--config", str(TINY), "--output_dir", str(tmp_path), "-q"]) == 2
+    assert "no data" in capsys.readouterr().err
