@@ -26,7 +26,7 @@ from .models import TalkfaceModel, create_model
 from .spec import FeatureSpec, TaskSpec
 
 CHECKPOINT_FORMAT = 1
-CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"  # the shipped ones
 ACTIVE_FILE = "ACTIVE"
 DEFAULT_NAME = "default"
 
@@ -65,6 +65,7 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         (tmp / "card.md").write_text(card or default_card(meta))
+        _make_readable(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -76,6 +77,13 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp makes owner-only folders; a checkpoint is meant to be shared and shipped."""
+    folder.chmod(0o755)
+    for item in folder.iterdir():
+        item.chmod(0o644)
 
 
 def load_checkpoint(path: str | os.PathLike | None = None,
@@ -117,8 +125,15 @@ def load_checkpoint(path: str | os.PathLike | None = None,
     return LoadedModel(model, spec, tasks, meta, folder, card, meta.get("metrics", {}))
 
 
-def active_checkpoint(root: Path = CHECKPOINT_ROOT) -> Path:
+def checkpoint_root() -> Path:
+    """Where checkpoints are looked up and promoted to: $TALKFACE_CHECKPOINTS, else the
+    repository's checkpoints/ folder."""
+    return Path(os.environ.get("TALKFACE_CHECKPOINTS", CHECKPOINT_ROOT))
+
+
+def active_checkpoint(root: Optional[Path] = None) -> Path:
     """The checkpoint the app and CLI use by default: named in `root/ACTIVE`, else `default`."""
+    root = Path(root) if root is not None else checkpoint_root()
     marker = root / ACTIVE_FILE
     name = marker.read_text().strip() if marker.exists() else DEFAULT_NAME
     folder = root / name
@@ -128,8 +143,9 @@ def active_checkpoint(root: Path = CHECKPOINT_ROOT) -> Path:
     return folder
 
 
-def promote(source: str | os.PathLike, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
+def promote(source: str | os.PathLike, name: str, root: Optional[Path] = None) -> Path:
     """Copy a checkpoint into `root/name` and make it the active one (atomic switch)."""
+    root = Path(root) if root is not None else checkpoint_root()
     loaded = load_checkpoint(source)  # refuse to promote something that does not load
     target = root / name
     if Path(source).resolve() != target.resolve():
@@ -137,6 +153,7 @@ def promote(source: str | os.PathLike, name: str, root: Path = CHECKPOINT_ROOT) 
         for item in ("model.safetensors", "meta.json", "card.md"):
             if (loaded.path / item).exists():
                 shutil.copy2(loaded.path / item, tmp / item)
+        _make_readable(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

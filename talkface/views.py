@@ -26,8 +26,7 @@ BAND_COLOURS = {"excellent": "#1a9850", "good": "#66bd63", "fair": "#fdae61", "p
                 "bad": "#d73027"}
 
 
-def checkpoint_root_from_env() -> Path:
-    return Path(os.environ.get("TALKFACE_CHECKPOINTS", ckpt.CHECKPOINT_ROOT))
+
 
 
 class AppState:
@@ -37,7 +36,7 @@ class AppState:
     def __init__(self, checkpoint: Optional[str] = None, checkpoint_root: Optional[Path] = None,
                  runs_root: Optional[Path] = None, demo_dir: Path = DEMO_DIR) -> None:
         self.checkpoint = checkpoint
-        self.root = Path(checkpoint_root) if checkpoint_root else checkpoint_root_from_env()
+        self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
         self.demo_dir = Path(demo_dir)
         self.jobs = JobManager(Path(runs_root or os.environ.get("TALKFACE_RUNS",
                                                                 REPO_ROOT / "runs")), demo_dir)

@@ -90,6 +90,11 @@ def test_masked_frames_never_change_a_score(name):
     after = model(noisy_v, noisy_a, mask).scores
     for task in before:
         torch.testing.assert_close(before[task], after[task], rtol=0, atol=1e-5)
+    noisy_v[~mask] = float("nan")  # garbage in padding must not leak as NaN * 0
+    nan_padded = model(noisy_v, noisy_a, mask).scores
+    for task in before:
+        torch.testing.assert_close(before[task], nan_padded[task], rtol=0, atol=1e-5)
+    noisy_v[~mask] = torch.randn(int((~mask).sum()), 7) * 50
     # and the test can fail: changing a *valid* frame does change the scores
     noisy_v[0, 0] += 5.0
     changed = model(noisy_v, noisy_a, mask).scores

@@ -54,9 +54,10 @@ class TalkfaceModel(nn.Module):
 
     def normalize(self, visual: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor):
         """Standardise inputs and zero masked frames so they carry no information."""
-        keep = mask.unsqueeze(-1).to(visual.dtype)
-        visual = (visual - self.visual_mean) / self.visual_std * keep
-        audio = (audio - self.audio_mean) / self.audio_std * keep
+        keep = mask.unsqueeze(-1)
+        # where, not multiply: a NaN or inf in a masked frame must not leak through as NaN * 0
+        visual = torch.where(keep, (visual - self.visual_mean) / self.visual_std, 0.0)
+        audio = torch.where(keep, (audio - self.audio_mean) / self.audio_std, 0.0)
         return visual, audio
 
     def loss_weights(self, per_task: dict[str, torch.Tensor]) -> torch.Tensor:
