@@ -27,13 +27,19 @@ log = logging.getLogger(__name__)
 
 
 def load_eval_data(data: str, loaded: LoadedModel, cache_dir: Optional[str] = None,
-                   workers: int = 1) -> TalkfaceData:
+                   workers: int = 1, split_by: Optional[str] = None) -> TalkfaceData:
     """The dataset with the checkpoint's tasks, extracted with the checkpoint's backend; refuses
-    features whose spec differs from the checkpoint's."""
+    features whose spec differs from the checkpoint's. `split_by` defaults to the split the
+    checkpoint was trained with (recorded in its metadata), so "test" means its held-out clips."""
     frame, _ = read_manifest(data)
-    split_by = "split" if "split" in frame.columns else "row"
+    split_by = split_by or loaded.meta.get("data", {}).get("split_by")
+    if split_by in (None, "auto", "split"):
+        split_by = "split" if "split" in frame.columns else "row"
+        fractions = (0.0, 0.0)
+    else:
+        fractions = (0.15, 0.15)  # the training defaults (train.config.DataConfig)
     dataset = load_dataset(data, [t.name for t in loaded.tasks], loaded.spec.backend, cache_dir,
-                           split_by, 0.0, 0.0, workers=workers, progress=True)
+                           split_by, *fractions, workers=workers, progress=True)
     loaded.spec.check_compatible(dataset.spec, "checkpoint", "dataset's features")
     return dataset
 
@@ -111,10 +117,11 @@ def html_report(result: dict, loaded: LoadedModel, log_path: Optional[Path]) -> 
 
 
 def evaluate(checkpoint: str, data: str, out: Optional[str] = None, split: str = "auto",
-             cache_dir: Optional[str] = None, workers: int = 1) -> dict:
+             cache_dir: Optional[str] = None, workers: int = 1,
+             split_by: Optional[str] = None) -> dict:
     """Score `data` with `checkpoint`; writes report.json + report.html into `out`."""
     loaded = load_checkpoint(checkpoint)
-    dataset = load_eval_data(data, loaded, cache_dir, workers)
+    dataset = load_eval_data(data, loaded, cache_dir, workers, split_by)
     chosen = "test" if split == "auto" and dataset.splits["test"] else \
         "all" if split == "auto" else split
     clips = clips_for(dataset, chosen)
@@ -137,13 +144,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--data", required=True, help="dataset folder with manifest.csv")
     p.add_argument("--out", help="report folder (default runs/eval/<checkpoint name>)")
     p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"])
+    p.add_argument("--split_by", help="how to split the manifest (default: as the checkpoint "
+                   "was trained: its metadata's data.split_by)")
     p.add_argument("--cache_dir", help="feature cache (default $TALKFACE_CACHE)")
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         result = evaluate(args.checkpoint, args.data, args.out, args.split, args.cache_dir,
-                          args.workers)
+                          args.workers, args.split_by)
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
