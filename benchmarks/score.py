@@ -34,7 +34,8 @@ def source_clip() -> Path:
     demo = Path(__file__).resolve().parent.parent / "data" / "demo"
     if (demo / "manifest.csv").exists():
         import pandas as pd
-        return demo / pd.read_csv(demo / "manifest.csv")["file"].iloc[0]
+        manifest = pd.read_csv(demo / "manifest.csv")
+        return demo / manifest.loc[manifest["condition"] == "clean", "file"].iloc[0]
     import feat
     return Path(feat.__file__).parent / "tests" / "data" / "single_face.mp4"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,51 @@ def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
         while k < limit and k / fps < end - 1e-6:
             yield _to_rgb(prev, max_side)
             k += 1
+
+
+def prefetched(items: Iterator, size: int = 16) -> Iterator:
+    """Run `items` in a background thread, `size` ahead of the consumer.
+
+    FFmpeg decodes and converts frames without holding the GIL, so decoding the next frames
+    overlaps with analysing the current one. Errors are re-raised in the consumer; closing the
+    consumer stops the thread.
+    """
+    q: queue.Queue = queue.Queue(size)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            q.put((done, err))
+
+    thread = threading.Thread(target=produce, daemon=True, name="talkface-decode")
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE,

@@ -190,3 +190,19 @@ def test_write_video_is_deterministic(tmp_path):
         again = tmp_path / f"again{i}.mp4"
         media.write_video(again, frames, 25, tone(1.6))
         assert again.read_bytes() == first.read_bytes(), i
+
+
+def test_prefetched_frames_match_and_errors_reach_the_caller(tmp_path):
+    path = tmp_path / "clip.mp4"
+    media.write_video(path, index_frames(40), 25)
+    direct = list(media.iter_frames(path))
+    ahead = list(media.prefetched(media.iter_frames(path), size=2))
+    assert len(ahead) == len(direct) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(direct, ahead))
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("nope")
+    with pytest.raises(NotAMediaFile):
+        list(media.prefetched(media.iter_frames(broken)))
+    early = media.prefetched(media.iter_frames(path), size=2)
+    next(early)
+    early.close()  # stopping early must not leave the decoder thread blocked

@@ -131,8 +131,9 @@ class Extractor:
         stats = CropStats()
         rows, valid, faces = [], [], []
         dim = self.spec.visual_dim
-        for i, frame in enumerate(media.iter_frames(path, self.fps, self.max_side,
-                                                    self.max_seconds)):
+        frames = media.prefetched(media.iter_frames(path, self.fps, self.max_side,
+                                                    self.max_seconds))
+        for i, frame in enumerate(frames):
             result = self.backend.process(frame)
             if result.values is None:
                 rows.append(np.zeros(dim, np.float32))
