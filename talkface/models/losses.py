@@ -39,7 +39,10 @@ def per_task_mse(scores: dict[str, torch.Tensor],
 
 def multitask_loss(model: TalkfaceModel, output: ModelOutput, targets: dict[str, torch.Tensor],
                    consistency_weight: float = 0.0):
-    """-> (total scalar loss to back-propagate, {task: MSE}, consistency scalar or None)."""
+    """-> (total scalar loss to back-propagate, {task: MSE}, consistency scalar or None).
+
+    Losses are computed in fp32 outside autocast, so scores made in bf16/fp16 are cast first."""
+    output = ModelOutput({t: s.float() for t, s in output.scores.items()}, output.attention)
     per_task = per_task_mse(output.scores, targets)
     total = model.loss_weights(per_task) if per_task else output_zero(output)
     consistency = None
