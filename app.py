@@ -208,11 +208,11 @@ def _train_tab(state: views.AppState) -> None:
                             elem_id="train-nclips")
         folder = gr.Textbox(label="Folder (with manifest.csv)", elem_id="train-folder")
     with gr.Row():
-        epochs = gr.Number(value=None, precision=0, label="Epochs (blank: config)",
+        epochs = gr.Number(value=None, precision=0, label="Epochs (0: from the config)",
                            elem_id="train-epochs")
-        batch = gr.Number(value=None, precision=0, label="Batch size (blank: config)",
+        batch = gr.Number(value=None, precision=0, label="Batch size (0: from the config)",
                           elem_id="train-batch")
-        lr = gr.Number(value=None, label="Learning rate (blank: config)", elem_id="train-lr")
+        lr = gr.Number(value=None, label="Learning rate (0: from the config)", elem_id="train-lr")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")

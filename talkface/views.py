@@ -238,7 +238,16 @@ def model_card_markdown(loaded) -> str:
         "### Tasks", "", "| task | label | range | better | meaning |", "|---|---|---|---|---|",
         tasks, "", "### Features", "", f"- {spec.describe()}",
         f"- groups: {groups}", f"- backend options: `{json.dumps(spec.backend_config)}`", "",
-        "### Training data", "", f"```\n{json.dumps(meta.get('data', {}), indent=1)}\n```",
-        f"Command: `{meta.get('command', '')}`", "", "### Validation metrics", "",
+        "### Training data", "", training_data_lines(meta.get("data", {})), "",
+        f"Command: `{meta.get('command', '')}`", "",
+        f"### Metrics ({meta.get('data', {}).get('metrics_split', 'validation')} split)", "",
         "| metric | value |", "|---|---|", metric_rows or "| (none recorded) | |", "",
         "### Card", "", loaded.card])
+
+
+def training_data_lines(data: dict) -> str:
+    """The data description as short bullet lines; nested metric tables are left to the card."""
+    lines = [f"- {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}"
+             for key, value in data.items()
+             if not (isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()))]
+    return "\n".join(lines) or "- (not recorded)"

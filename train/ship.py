@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     notes = Path(args.notes).read_text() if args.notes else ""
     card = build_card(loaded, result, manifest, base, args.split_by, args.command, notes)
     save_checkpoint(args.out, loaded.model, loaded.meta["model_config"], metrics=result["test"],
-                    data={**result["data"], "split_by": args.split_by,
+                    data={**result["data"], "split_by": args.split_by, "metrics_split": "test",
                           "val_metrics": result["val"], "baseline_test_metrics": base,
                           "label_version": str(manifest.label_version.iloc[0])},
                     command=args.command, card=card)
