@@ -323,6 +323,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS,
         vs.width, vs.height = w, h
         vs.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         vs.options = opts
+        vs.codec_context.thread_count = 1  # x264's output depends on its thread count
         ast = None
         if audio is not None:
             acodec, arate = _AUDIO_CODEC.get(Path(path).suffix.lower(), ("aac", sample_rate))

@@ -225,3 +225,21 @@ def test_cli_builds_a_dataset_reproducibly(tmp_path):
     for row in csv.DictReader(open(tmp_path / "a" / "manifest.csv")):
         assert (tmp_path / "a" / row["file"]).read_bytes() == \
             (tmp_path / "b" / row["file"]).read_bytes()
+
+
+def test_swap_driver_is_really_another_utterance():
+    """Single-file recorded voices used to give back their own speech as the 'different
+    utterance': the mouth then followed the audio while the label said sync was bad."""
+    from talkface.synth.build import SWAP_MAX_CORRELATION, lag_correlation, swap_driver
+    from talkface.synth.generator import opening_from_audio
+    from talkface.synth.speech import list_voices, make_utterance
+    voices = list_voices()
+    single = [v for v in voices if v.kind == "file" and len(v.files) == 1]
+    assert single, "pocketsphinx-testdata provides single-file recorded voices"
+    for seed in range(3):
+        voice = single[seed % len(single)]
+        speech = make_utterance(voice, np.random.default_rng([seed, 0]), 3.0)
+        opening = opening_from_audio(speech.audio, 75)
+        driver = swap_driver(opening, voice, voices, seed, 3.0)
+        assert lag_correlation(opening, driver) < SWAP_MAX_CORRELATION
+        assert lag_correlation(opening, opening) > 0.99  # the measure does see a copy

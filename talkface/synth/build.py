@@ -187,6 +187,42 @@ def _faceless_frames(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([img[y:y + size, x:x + size] for x, y in zip(cx, cy)])
 
 
+SWAP_MAX_CORRELATION = 0.3  # above this, the "other" utterance moves the mouth like the real one
+
+
+def lag_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> float:
+    """Largest Pearson correlation of two curves over lags -max_lag..max_lag frames."""
+    best = -1.0
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b[:len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
+        if x.std() > 1e-6 and y.std() > 1e-6:
+            best = max(best, float(np.corrcoef(x, y)[0, 1]))
+    return best
+
+
+def swap_driver(opening: np.ndarray, voice: Voice, voices: list[Voice], seed: int,
+                duration: float) -> np.ndarray:
+    """Mouth opening from a *different* utterance, for the `swap_mix` degradation.
+
+    A recording shorter than the clip always starts at 0 and some recorded voices have one file,
+    so a redraw can return the very same speech (the label would then claim bad sync for a mouth
+    that follows the audio). Redraw, first from the same voice, then from other voices, until the
+    curve is no near copy of the original's; keep the least correlated draw otherwise.
+    """
+    rng = np.random.default_rng([seed, 3])
+    best, best_r = None, np.inf
+    for attempt in range(16):
+        source = voice if attempt < 4 else voices[int(rng.integers(len(voices)))]
+        other = make_utterance(source, np.random.default_rng([seed, 3, attempt]), duration)
+        drive = opening_from_audio(other.audio, len(opening))
+        r = lag_correlation(opening, drive)
+        if r < best_r:
+            best, best_r = drive, r
+        if r < SWAP_MAX_CORRELATION:
+            break
+    return best
+
+
 def render_job(job: ClipJob, out_dir: Path) -> dict:
     """Render one planned clip to `out_dir / job.file` and return its manifest row."""
     face = _WORKER["faces"][job.face]
@@ -197,8 +233,9 @@ def render_job(job: ClipJob, out_dir: Path) -> dict:
     p = {**labels.NEUTRAL, **job.params}
     opening = degrade.freeze_mouth(opening, p["frozen_mouth"])
     if p["swap_mix"] > 0:
-        other = make_utterance(voice, np.random.default_rng([job.seed, 3]), job.duration)
-        opening = degrade.swap_drive(opening, opening_from_audio(other.audio, n), p["swap_mix"])
+        driver = swap_driver(opening, voice, list(_WORKER["voices"].values()), job.seed,
+                             job.duration)
+        opening = degrade.swap_drive(opening, driver, p["swap_mix"])
     render_rng = np.random.default_rng([job.seed, 1])
     if job.condition == "no_face":
         frames = _faceless_frames(job.size, n, render_rng)
