@@ -309,17 +309,19 @@ def pad_batch(bundles: list[FeatureBundle]) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def sync_signals(bundle: FeatureBundle) -> Optional[SyncSignals]:
-    """Mouth opening vs audio energy and the AV offset that best aligns them (baselines)."""
+    """Mouth opening vs audio energy and the AV offset that best aligns them (baselines); None
+    without audio or without a mouth-opening column."""
     from .baselines import estimate_offset
     spec = bundle.spec
     if "mouth_open" not in spec.visual_names or "log_rms" not in spec.audio_names:
         return None
+    if not bundle.info.get("has_audio", True) or bundle.info.get("silent_audio", False):
+        return None  # nothing to align the mouth with; the warnings say so
     mouth = bundle.visual_column("mouth_open").astype(float)
-    # log_rms is in dB; the sync estimate wants the linear envelope
-    energy = np.power(10.0, bundle.audio_column("log_rms").astype(float) / 20.0)
-    if not bundle.info.get("has_audio", True):
-        energy = np.zeros_like(energy)
-    offset, offsets, curve = estimate_offset(mouth, energy, valid=bundle.valid)
+    level_db = bundle.audio_column("log_rms").astype(float)
+    # the same inputs as the baseline's lip-sync score, so the app shows the offset it used
+    offset, offsets, curve = estimate_offset(mouth, level_db, valid=bundle.valid)
+    energy = np.power(10.0, level_db / 20.0)  # plotted on a linear scale
     shown = np.where(bundle.valid, mouth, np.nan)
     return SyncSignals(shown, energy, int(offset), np.asarray(offsets),
                        np.asarray(curve, float), spec.fps)

@@ -105,7 +105,8 @@ def sync_plot(signals) -> go.Figure:
     """Top: mouth opening and audio energy (each scaled to [0, 1]) over time. Bottom: how well
     they correlate at each AV offset, with the estimated offset marked."""
     if signals is None:
-        return empty_figure("no sync signals for this feature backend", "Lip sync")
+        return empty_figure("no sync signals: the clip has no (audible) audio, or the feature "
+                            "backend has no mouth opening", "Lip sync")
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.2,
                         subplot_titles=("Mouth opening vs audio energy",
                                         f"Correlation vs AV offset (estimate: "

@@ -105,13 +105,13 @@ def score_cards_html(result) -> str:
 
 
 def warnings_markdown(result) -> str:
-    lines = [f"- {w}" for w in result.warnings]
+    lines = ["**Warnings**", ""] + [f"- {w}" for w in result.warnings] if result.warnings \
+        else ["**No warnings**"]
     if result.signals is not None:
         s = result.signals
-        lines.append(f"- estimated audio offset: {s.offset_frames:+d} frames "
-                     f"({s.offset_ms:+.0f} ms; positive = audio late)")
-    head = "**Warnings**" if result.warnings else "**No warnings**"
-    return "\n".join([head, ""] + lines)
+        lines += ["", f"Estimated audio offset: {s.offset_frames:+d} frames "
+                      f"({s.offset_ms:+.0f} ms; positive = audio late)"]
+    return "\n".join(lines)
 
 
 def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:

@@ -108,7 +108,9 @@ def test_warnings_name_the_problem(scorer, face_video, tmp_path):
     clip = media.load_clip(face_video)
     silent = tmp_path / "no_audio.mp4"
     media.write_video(silent, clip.frames, 25)
-    assert any("no audio" in w for w in scorer.score(silent).warnings)
+    no_audio = scorer.score(silent)
+    assert any("no audio" in w for w in no_audio.warnings)
+    assert no_audio.signals is None  # no made-up AV offset without audio
     half = clip.frames.copy()
     half[30:] = 0  # the face disappears half way
     media.write_video(tmp_path / "half.mp4", half, 25, clip.audio)

@@ -98,7 +98,7 @@ def test_score_endpoint(client, face_video):
     cards, notes, json_file, radar, heatmap, sync, cross, frames = client.predict(
         handle_file(str(face_video)), None, api_name="/score")
     assert all(t in cards for t in ("Lip sync", "Visual quality", "/ 5"))
-    assert "estimated audio offset" in notes
+    assert "Estimated audio offset" in notes
     data = json.loads(Path(json_file).read_text())
     assert set(data["scores"]) == set(TASKS) and len(data["attention"]["temporal"]) == 60
     for plot in (radar, heatmap, sync, cross):
