@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
