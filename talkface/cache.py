@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+from .errors import MediaError
 from .features.extract import Extractor, FeatureBundle
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ def default_cache_root() -> Path:
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of the file's bytes (streamed), first 24 hex digits."""
     digest = hashlib.sha256()
+    if not os.path.isfile(path):
+        raise MediaError(f"{path}: file not found" if not os.path.exists(path)
+                         else f"{path}: is a folder, not a video file")
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)

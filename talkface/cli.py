@@ -10,13 +10,13 @@ import importlib
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Optional
 
 from tqdm import tqdm
 
 from .errors import TalkfaceError
+from .features.batch import run_per_file
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
                   ".wmv", ".ts"}
@@ -42,28 +42,9 @@ def collect_videos(paths: Iterable[str]) -> list[Path]:
 
 # --- extract -----------------------------------------------------------------------------------
 
-_WORKER_EXTRACTOR = None
-
-
-def _init_worker(backend: str, options: dict, threads: int = 1) -> None:
-    global _WORKER_EXTRACTOR
-    # N workers x all-core thread pools would fight over the CPUs: give each worker its share
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import cv2
-    cv2.setNumThreads(threads)
-    from .features import Extractor
-    _WORKER_EXTRACTOR = Extractor(backend, **options)
-
-
-def _extract_one(job: tuple[str, str]) -> tuple[str, Optional[str]]:
+def _extract_and_save(extractor, job: tuple[str, str]) -> None:
     source, target = job
-    try:
-        _WORKER_EXTRACTOR.extract(source).save(target)
-        return source, None
-    except TalkfaceError as err:
-        return source, str(err)
-    except Exception as err:  # a batch must survive one bad file; the summary names it
-        return source, f"{Path(source).name}: unexpected {type(err).__name__}: {err}"
+    extractor.extract(source).save(target)
 
 
 def _output_path(video: Path, roots: list[Path], out: Path) -> Path:
@@ -87,31 +68,16 @@ def run_extract(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         jobs.append((str(video), str(target)))
-    failures: list[str] = []
-    if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(args.workers, initializer=_init_worker,
-                                 initargs=(args.backend, options,
-                                           max(1, (os.cpu_count() or 1) // args.workers))) as pool:
-            results = pool.map(_extract_one, jobs)
-            failures = _drain(results, len(jobs))
-    else:
-        global _WORKER_EXTRACTOR
-        _WORKER_EXTRACTOR = extractor
-        failures = _drain(map(_extract_one, jobs), len(jobs))
+    results = run_per_file(_extract_and_save, jobs, [source for source, _ in jobs], args.backend,
+                           options, args.workers, extractor)
+    failures = [error for _, error in tqdm(results, total=len(jobs), desc="extract", unit="file")
+                if error]
     done = len(jobs) - len(failures)
     print(f"extracted {done}, skipped {skipped} already done, failed {len(failures)} "
           f"(backend {args.backend}: {extractor.spec.describe()})")
     for message in failures:
         print(f"  FAILED {message}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _drain(results, total: int) -> list[str]:
-    failures = []
-    for source, error in tqdm(results, total=total, desc="extract", unit="file"):
-        if error:
-            failures.append(error if Path(source).name in error else f"{source}: {error}")
-    return failures
 
 
 def _add_extract(sub) -> None:

@@ -13,9 +13,7 @@ samples are full length. `collate` pads a batch and returns the validity mask.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import DatasetError, TalkfaceError
+from .errors import DatasetError
+from .features.batch import run_per_file
 from .features.extract import FeatureBundle
 from .spec import FeatureSpec, TaskSpec, tasks_from_names
 
@@ -108,43 +107,24 @@ def assign_splits(frame: pd.DataFrame, split_by: str = "auto", val_fraction: flo
 
 # --- feature bundles -----------------------------------------------------------------------------
 
-_WORKER: dict = {}
-
-
-def _init_worker(backend: str, cache_dir: Optional[str]) -> None:
+def _load_one(extractor, item: tuple[str, Optional[str]]) -> FeatureBundle:
+    path, cache_dir = item
+    if path.endswith(".npz"):
+        return FeatureBundle.load(path)
     from .cache import FeatureCache
-    from .features.extract import Extractor
-    _WORKER["extractor"], _WORKER["cache"] = Extractor(backend), FeatureCache(cache_dir)
-
-
-def _load_one(path: str) -> FeatureBundle | str:
-    """A bundle, or an error message naming the file (a batch survives one bad clip)."""
-    try:
-        if path.endswith(".npz"):
-            return FeatureBundle.load(path)
-        if "extractor" not in _WORKER:
-            raise DatasetError("no extractor")
-        return _WORKER["cache"].get_or_extract(_WORKER["extractor"], path)
-    except TalkfaceError as err:
-        return f"{Path(path).name}: {err}"
-    except Exception as err:  # noqa: BLE001 - reported per file, the run goes on
-        return f"{Path(path).name}: {type(err).__name__}: {err}"
+    return FeatureCache(cache_dir).get_or_extract(extractor, path)
 
 
 def load_bundles(paths: Sequence[str], backend: str = "landmarks",
                  cache_dir: Optional[str] = None, workers: int = 1, progress: bool = False
                  ) -> list[FeatureBundle | str]:
-    """One bundle (or error message) per path, in order; videos are extracted through the cache."""
+    """One bundle (or an error message naming the file) per path, in order; videos are
+    extracted through the cache."""
     needs_extractor = any(not p.endswith(".npz") for p in paths)
-    if workers > 1 and needs_extractor and len(paths) > 1:
-        # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(backend, cache_dir)) as pool:
-            results = pool.map(_load_one, paths, chunksize=4)
-            return list(_progress(results, len(paths), progress))
-    if needs_extractor:
-        _init_worker(backend, cache_dir)
-    return list(_progress(map(_load_one, paths), len(paths), progress))
+    results = run_per_file(_load_one, [(p, cache_dir) for p in paths], paths,
+                           backend if needs_extractor else None, workers=workers)
+    return [bundle if error is None else error
+            for bundle, error in _progress(results, len(paths), progress)]
 
 
 def _progress(items, total: int, enabled: bool):

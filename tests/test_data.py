@@ -130,3 +130,13 @@ def test_mixed_feature_specs_are_refused(tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="manifest"):
         load_dataset(tmp_path)
+
+
+def test_bundles_load_in_worker_processes_and_name_a_missing_file(tmp_path):
+    from talkface.data import load_bundles
+    fixtures = Path(__file__).parent / "data" / "fixtures"
+    clips = sorted(str(p) for p in fixtures.rglob("*.mp4"))[:2]
+    results = load_bundles(clips + [str(tmp_path / "gone.mp4")], cache_dir=str(tmp_path / "c"),
+                           workers=2)
+    assert all(not isinstance(r, str) and r.n_frames > 0 for r in results[:2])
+    assert results[2] == f"{tmp_path / 'gone.mp4'}: file not found"
