@@ -12,8 +12,9 @@
   face brightness and colour).
 
 Each measure is mapped to a quality in [0, 1] with fixed, hand-set constants (read off clean
-synthetic clips, not fitted) and combined with the same formulas as the synthetic labels
-(`talkface.synth.labels`). Columns are looked up by name in the bundle's FeatureSpec.
+synthetic clips, not fitted) and combined with `talkface.measures`' curves and overall
+combination, the ones the synthetic labels use. Columns are looked up by name in the bundle's
+FeatureSpec.
 """
 from __future__ import annotations
 
@@ -22,47 +23,11 @@ from typing import Optional
 
 import numpy as np
 
-from .synth.labels import q_curve, q_offset
-
-TASKS = ("lip_sync", "visual_quality", "temporal_quality", "overall")
-HIGHPASS_FRAMES = 15
-FREEZE_DIFF = 1e-3  # mean |grey difference| / 255 below which a face frame counts as repeated
-
-
-def _highpass(x: np.ndarray, width: int = HIGHPASS_FRAMES) -> np.ndarray:
-    if x.size < 3:
-        return x - x.mean() if x.size else x
-    width = min(width, x.size)
-    smooth = np.convolve(np.pad(x, width // 2, mode="edge"), np.ones(width) / width, "valid")
-    return x - smooth[:x.size]
-
-
-def _lag_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray, d: int) -> float:
-    """Pearson correlation of a[t] with b[t + d] over frames where both are valid."""
-    n = a.size
-    t = np.arange(max(0, -d), min(n, n - d))
-    if t.size < 5:
-        return 0.0
-    keep = mask[t] & mask[t + d]
-    x, y = a[t][keep], b[t + d][keep]
-    if x.size < 5 or x.std() < 1e-8 or y.std() < 1e-8:
-        return 0.0
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def estimate_offset(mouth_open: np.ndarray, audio_env: np.ndarray, max_offset: int = 15,
-                    valid: Optional[np.ndarray] = None) -> tuple[int, np.ndarray, np.ndarray]:
-    """AV offset in frames (positive = audio late) by cross-correlation.
-
-    mouth_open (T,), audio_env (T,) (any monotone loudness: RMS or log RMS), valid (T,) bool.
-    Returns (best offset, offsets (2*max_offset+1,), correlation per offset (same shape)).
-    """
-    a = _highpass(np.asarray(mouth_open, np.float64))
-    b = _highpass(np.asarray(audio_env, np.float64))
-    mask = np.ones(a.size, bool) if valid is None else np.asarray(valid, bool)
-    offsets = np.arange(-max_offset, max_offset + 1)
-    curve = np.array([_lag_correlation(a, b, mask, int(d)) for d in offsets])
-    return int(offsets[int(np.argmax(curve))]), offsets, curve
+from .constants import TASKS
+from .measures import FREEZE_K, FREEZE_X50, combine_overall, freeze_fraction, highpass, q_curve
+from .measures import q_offset
+from .predict import unjudged_tasks
+from .sync.correlation import correlation_curve
 
 
 def _col(bundle, name: str) -> np.ndarray:
@@ -83,11 +48,12 @@ def baseline_signals(bundle) -> dict:
     valid = np.asarray(bundle.valid, bool)
     mouth = _col(bundle, "mouth_open")
     env = np.asarray(bundle.audio_column("log_rms"), np.float64)
-    offset, offsets, curve = estimate_offset(mouth, env, valid=valid)
+    offsets, curve = correlation_curve(mouth, env, valid=valid)
+    offset = int(offsets[int(np.argmax(curve))])
     size = np.maximum(_col(bundle, "face_size"), 1e-6)
     cx, cy = _col(bundle, "face_x"), _col(bundle, "face_y")
     # shake: acceleration of the face centre in face sizes, with smooth head motion removed
-    jitter = np.hypot(_highpass(cx, 5), _highpass(cy, 5)) / size
+    jitter = np.hypot(highpass(cx, 5), highpass(cy, 5)) / size
     flicker = np.fmax.reduce([_valid_diff(_col(bundle, c), valid) for c in
                               ("face_brightness", "face_chroma_rg", "face_chroma_by")])
     nan = np.where(valid, 1.0, np.nan)
@@ -108,16 +74,15 @@ def baseline_measures(bundle, signals: Optional[dict] = None) -> dict[str, float
         return {k: float("nan") for k in ("sync_peak", "offset_frames", "mouth_motion",
                                           "sharpness", "noise", "blockiness", "shake", "freeze",
                                           "flicker")}
-    diffs = s["frame_diff"][1:][valid[1:] & valid[:-1]]
-    silent = not bundle.info.get("has_audio", True) or bundle.info.get("silent_audio", False)
+    silent = "lip_sync" in unjudged_tasks(bundle.info)
     return {"sync_peak": float("nan") if silent else float(np.max(s["correlation"])),
             "offset_frames": float("nan") if silent else float(s["offset_frames"]),
-            "mouth_motion": float(np.std(_highpass(s["mouth_open"][valid]))),
+            "mouth_motion": float(np.std(highpass(s["mouth_open"][valid]))),
             "sharpness": float(np.nanmedian(s["sharpness"])),
             "noise": float(np.nanmedian(s["noise"])),
             "blockiness": float(np.nanmedian(s["blockiness"])),
             "shake": float(np.nanmedian(s["shake"])),
-            "freeze": float(np.mean(diffs < FREEZE_DIFF)) if diffs.size else 0.0,
+            "freeze": freeze_fraction(s["frame_diff"], valid),
             "flicker": float(np.nanmedian(s["flicker"]))}
 
 
@@ -146,11 +111,12 @@ def baseline_scores(bundle, measures: Optional[dict] = None) -> dict[str, float]
               * (1 - _logistic(m["noise"], NOISE_CENTRE, NOISE_WIDTH))
               * (1 - _logistic(m["blockiness"], BLOCK_CENTRE, BLOCK_WIDTH)))
     temporal = (q_curve(m["shake"] - SHAKE_CLEAN, SHAKE_X50, 2.0)
-                * q_curve(m["freeze"], 0.15, 2.0)
+                * q_curve(m["freeze"], FREEZE_X50, FREEZE_K)
                 * q_curve(m["flicker"] - FLICKER_CLEAN, FLICKER_X50, 2.0))
     if math.isnan(m["sync_peak"]):
         return {"lip_sync": float("nan"), "visual_quality": visual,
-                "temporal_quality": temporal, "overall": math.sqrt(visual * temporal)}
+                "temporal_quality": temporal, "overall": combine_overall(math.nan, visual,
+                                                                         temporal)}
     # correlation ignores scale, so a half-frozen mouth correlates as well as a free one: the
     # mouth must also move as much as a speaking mouth does
     confidence = float(np.clip((m["sync_peak"] - SYNC_PEAK_FLOOR)
@@ -158,4 +124,4 @@ def baseline_scores(bundle, measures: Optional[dict] = None) -> dict[str, float]
                        * np.clip(m["mouth_motion"] / MOUTH_MOTION_FULL, 0, 1))
     lip = q_offset(m["offset_frames"]) * confidence
     return {"lip_sync": lip, "visual_quality": visual, "temporal_quality": temporal,
-            "overall": lip ** 0.4 * visual ** 0.3 * temporal ** 0.3}
+            "overall": combine_overall(lip, visual, temporal)}

@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .errors import MediaError
 from .features.extract import Extractor, FeatureBundle
@@ -35,14 +35,19 @@ def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 class FeatureCache:
+    """Bundles under root/<extractor settings key>/<content hash>.npz. Callers that already hashed
+    the file pass `digest` so a clip is read for hashing once."""
+
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
 
-    def path_for(self, extractor: Extractor, path: str | os.PathLike) -> Path:
-        return self.root / extractor.cache_key / f"{file_hash(path)}.npz"
+    def path_for(self, extractor: Extractor, path: str | os.PathLike,
+                 digest: Optional[str] = None, face: Optional[int] = None) -> Path:
+        return self.root / extractor.cache_key(face) / f"{digest or file_hash(path)}.npz"
 
-    def get(self, extractor: Extractor, path: str | os.PathLike) -> Optional[FeatureBundle]:
-        target = self.path_for(extractor, path)
+    def get(self, extractor: Extractor, path: str | os.PathLike, digest: Optional[str] = None,
+            face: Optional[int] = None) -> Optional[FeatureBundle]:
+        target = self.path_for(extractor, path, digest, face)
         if target.exists() and target.with_suffix(".json").exists():
             try:
                 return FeatureBundle.load(target)
@@ -51,10 +56,12 @@ class FeatureCache:
         return None
 
     def get_or_extract(self, extractor: Extractor, path: str | os.PathLike,
-                       progress: Optional[Callable[[int, int], None]] = None) -> FeatureBundle:
-        bundle = self.get(extractor, path)
+                       progress=None, digest: Optional[str] = None, info=None,
+                       face: Optional[int] = None) -> FeatureBundle:
+        digest = digest or file_hash(path)
+        bundle = self.get(extractor, path, digest, face)
         if bundle is not None:
             return bundle
-        bundle = extractor.extract(path, progress=progress)
-        bundle.save(self.path_for(extractor, path))
+        bundle = extractor.extract(path, progress=progress, info=info, face=face)
+        bundle.save(self.path_for(extractor, path, digest, face))
         return bundle

@@ -1,21 +1,26 @@
-"""Command line: `python -m talkface COMMAND ...`.
+"""Command line: `talkface COMMAND ...` (or `python -m talkface COMMAND ...`).
 
-`extract` lives here; other commands register themselves from their own modules, each of which
-exposes `add_parsers(subparsers)` (setting `func`) or `add_parser(subparsers)` + `run(args)`.
+`extract` and `app` live here; other commands register themselves from their own modules, each
+of which exposes `add_parsers(subparsers)` (setting `func`) or `add_parser(subparsers)` +
+`run(args)`.
+
+Exit status, for every command: 0 all done; 1 it ran but some inputs failed (each named with its
+reason); 2 it could not run (bad arguments, config, checkpoint or backend).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
 from tqdm import tqdm
 
+from .constants import FPS, MAX_SECONDS
 from .errors import TalkfaceError
+from .spec import DEFAULT_BACKEND
 from .features.batch import run_per_file
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -56,8 +61,10 @@ def _output_path(video: Path, roots: list[Path], out: Path) -> Path:
 
 def run_extract(args: argparse.Namespace) -> int:
     from .features import Extractor
-    options = {"max_seconds": args.max_seconds, "max_side": args.max_side, "fps": args.fps}
-    extractor = Extractor(args.backend, **options)  # fail fast on a bad backend
+    from .features.extract import resolve_config
+    config = resolve_config(backend=args.backend, max_seconds=args.max_seconds,
+                            max_side=args.max_side, fps=args.fps, sync=args.sync)
+    extractor = Extractor(config)  # fail fast on a bad backend
     videos = collect_videos(args.paths)
     out = Path(args.out)
     roots = [Path(p) for p in args.paths]
@@ -68,8 +75,8 @@ def run_extract(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         jobs.append((str(video), str(target)))
-    results = run_per_file(_extract_and_save, jobs, [source for source, _ in jobs], args.backend,
-                           options, args.workers, extractor)
+    results = run_per_file(_extract_and_save, jobs, [source for source, _ in jobs], config,
+                           args.workers, extractor)
     failures = [error for _, error in tqdm(results, total=len(jobs), desc="extract", unit="file")
                 if error]
     done = len(jobs) - len(failures)
@@ -83,21 +90,38 @@ def run_extract(args: argparse.Namespace) -> int:
 def _add_extract(sub) -> None:
     p = sub.add_parser("extract", help="extract per-frame audio-visual features from videos")
     p.add_argument("paths", nargs="+", help="video files or folders (searched recursively)")
-    p.add_argument("--backend", default="landmarks", help="visual backend (landmarks, pyfeat)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND,
+                   help="visual backend (mesh, landmarks, pyfeat)")
+    p.add_argument("--sync", default=None, help="sync model for the sync columns (a shipped "
+                   "name such as 'sync', or a folder; default none)")
     p.add_argument("--out", required=True, help="output folder for .npz + .json bundles")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--fps", type=float, default=FPS)
     p.add_argument("--max-side", dest="max_side", type=int, default=512)
-    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0)
+    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=MAX_SECONDS)
     p.add_argument("--overwrite", action="store_true", help="redo files already extracted")
     p.set_defaults(func=run_extract)
 
 
+def _add_app(sub) -> None:
+    p = sub.add_parser("app", help="serve the web app (see `talkface app --help`)",
+                       add_help=False)
+    p.add_argument("app_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: _run_app(args.app_args))
+
+
+def _run_app(argv: list[str]) -> int:
+    from .app.ui import main as app_main
+    app_main(argv)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m talkface", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="talkface", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_extract(sub)
+    _add_app(sub)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -120,9 +144,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         return int(args.func(args) or 0)
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def main_exit() -> None:
+    """The `talkface` console script."""
+    sys.exit(main())

@@ -126,10 +126,16 @@ def compare_results(groups: dict[str, list], tasks: list[TaskSpec],
 
 
 def compare_groups(scorer, groups: dict[str, list], confidence: float = 0.95,
-                   progress: Optional[Callable[[str], None]] = None) -> Comparison:
+                   progress: Optional[Callable[[int, int, str], None]] = None) -> Comparison:
     """Score every clip of every group with `scorer` (failures are kept, not fatal) and compare.
-    `groups`: {name: [video paths]}."""
-    scored = {name: scorer.score_many(paths, progress=progress) for name, paths in groups.items()}
+    `groups`: {name: [video paths]}; `progress(done, total, "group: file")` after each clip."""
+    total, offset, scored = sum(len(p) for p in groups.values()), 0, {}
+    for name, paths in groups.items():
+        def step(done, _, file, name=name, offset=offset):
+            if progress is not None:
+                progress(offset + done, total, f"{name}: {file}")
+        scored[name] = scorer.score_many(paths, progress=step)
+        offset += len(paths)
     return compare_results(scored, scorer.tasks, confidence)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,15 +22,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .constants import TASKS
 from .errors import DatasetError
 from .features.batch import run_per_file
 from .features.extract import FeatureBundle
-from .spec import FeatureSpec, TaskSpec, tasks_from_names
+from .predict import Clip, pad_batch
+from .spec import ExtractorConfig, FeatureSpec, TaskSpec, tasks_from_names
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TASKS = ("lip_sync", "visual_quality", "temporal_quality", "overall")
-GROUP_COLUMNS = ("face", "speaker", "voice", "generator")
+GROUP_COLUMNS = ("speaker", "face", "voice", "generator")
 SPLITS = ("train", "val", "test")
 
 
@@ -66,10 +67,10 @@ def select_tasks(frame: pd.DataFrame, names: Optional[Sequence[str]] = None) -> 
             raise DatasetError(f"task column(s) {missing} not in the manifest (columns: "
                                f"{', '.join(frame.columns)})")
     else:
-        names = [n for n in DEFAULT_TASKS if n in frame.columns]
+        names = [n for n in TASKS if n in frame.columns]
         if not names:
             raise DatasetError(f"the manifest has none of the default task columns "
-                               f"{list(DEFAULT_TASKS)}; name them with --tasks")
+                               f"{list(TASKS)}; name them with --tasks")
     ranges = {}
     for name in names:
         if not pd.api.types.is_numeric_dtype(frame[name]):
@@ -96,13 +97,23 @@ def assign_splits(frame: pd.DataFrame, split_by: str = "auto", val_fraction: flo
     if split_by != "row" and split_by not in frame.columns:
         raise DatasetError(f"cannot split by {split_by!r}: no such manifest column")
     keys = np.arange(len(frame)) if split_by == "row" else frame[split_by].astype(str).to_numpy()
-    groups = np.array(sorted(set(keys.tolist())), dtype=object)
-    np.random.default_rng(seed).shuffle(groups)
-    n_test = int(round(test_fraction * len(groups)))
-    n_val = int(round(val_fraction * len(groups)))
-    side = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train"
-            for i, g in enumerate(groups.tolist())}
+    side = split_groups(keys.tolist(), seed, val_fraction, test_fraction)
     return np.array([side[k] for k in keys.tolist()])
+
+
+def split_groups(keys, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                 at_least_one: bool = False) -> dict:
+    """Group key -> "train"/"val"/"test" for whole groups (speakers, faces, voices), shuffled
+    by `seed`. `at_least_one`: val and test get a group each when there are three or more."""
+    groups = sorted(set(keys), key=str)
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    n = len(order)
+    n_test, n_val = int(round(test_fraction * n)), int(round(val_fraction * n))
+    if at_least_one:
+        n_test = max(n_test, 1) if n >= 2 and test_fraction > 0 else n_test
+        n_val = max(n_val, 1) if n >= 3 and val_fraction > 0 else n_val
+    return {g: "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            for i, g in enumerate(order)}
 
 
 # --- feature bundles -----------------------------------------------------------------------------
@@ -115,14 +126,15 @@ def _load_one(extractor, item: tuple[str, Optional[str]]) -> FeatureBundle:
     return FeatureCache(cache_dir).get_or_extract(extractor, path)
 
 
-def load_bundles(paths: Sequence[str], backend: str = "landmarks",
+def load_bundles(paths: Sequence[str], extractor: Optional[ExtractorConfig] = None,
                  cache_dir: Optional[str] = None, workers: int = 1, progress: bool = False
                  ) -> list[FeatureBundle | str]:
     """One bundle (or an error message naming the file) per path, in order; videos are
-    extracted through the cache."""
+    extracted with `extractor` (default settings when None) through the cache."""
     needs_extractor = any(not p.endswith(".npz") for p in paths)
-    results = run_per_file(_load_one, [(p, cache_dir) for p in paths], paths,
-                           backend if needs_extractor else None, workers=workers)
+    config = (extractor or ExtractorConfig()) if needs_extractor else None
+    results = run_per_file(_load_one, [(p, cache_dir) for p in paths], paths, config,
+                           workers=workers)
     return [bundle if error is None else error
             for bundle, error in _progress(results, len(paths), progress)]
 
@@ -135,15 +147,6 @@ def _progress(items, total: int, enabled: bool):
 
 
 # --- the dataset ---------------------------------------------------------------------------------
-
-@dataclass
-class Clip:
-    visual: np.ndarray  # (T, Dv)
-    audio: np.ndarray  # (T, Da)
-    valid: np.ndarray  # (T,) bool
-    targets: np.ndarray  # (n_tasks,) NaN = no label
-    file: str
-
 
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of one split. With `crop_frames`, each item is a random crop of that many frames,
@@ -165,8 +168,9 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.crop_frames and stop > self.crop_frames:
             start = int(self.rng.integers(0, stop - self.crop_frames + 1))
             stop = start + self.crop_frames
-        return {"visual": clip.visual[start:stop], "audio": clip.audio[start:stop],
-                "valid": clip.valid[start:stop], "targets": clip.targets, "index": index}
+        return {"clip": Clip(clip.visual[start:stop], clip.audio[start:stop],
+                             clip.valid[start:stop], clip.file, clip.unjudged, clip.targets),
+                "index": index}
 
 
 @dataclass
@@ -183,30 +187,26 @@ class Batch:
 
 
 def collate(items: list[dict]) -> Batch:
-    """Pad clips of different lengths to the longest; padded frames are masked out."""
-    length = max(len(it["valid"]) for it in items)
-    dv, da = items[0]["visual"].shape[1], items[0]["audio"].shape[1]
-    visual = torch.zeros(len(items), length, dv)
-    audio = torch.zeros(len(items), length, da)
-    mask = torch.zeros(len(items), length, dtype=torch.bool)
-    for i, it in enumerate(items):
-        n = len(it["valid"])
-        visual[i, :n] = torch.from_numpy(np.asarray(it["visual"], np.float32))
-        audio[i, :n] = torch.from_numpy(np.asarray(it["audio"], np.float32))
-        mask[i, :n] = torch.from_numpy(np.asarray(it["valid"], bool))
-    targets = torch.from_numpy(np.stack([it["targets"] for it in items]).astype(np.float32))
+    """Pad clips of different lengths to the longest (`talkface.predict.pad_batch`); padded
+    frames are masked out."""
+    clips = [it["clip"] for it in items]
+    visual, audio, mask = pad_batch(clips)
+    targets = torch.from_numpy(np.stack([c.targets for c in clips]).astype(np.float32))
     return Batch(visual, audio, mask, targets, torch.tensor([it["index"] for it in items]))
 
 
 @dataclass
 class TalkfaceData:
-    """A loaded dataset: the spec its features share, its tasks and its clips per split."""
+    """A loaded dataset: the spec its features share, its tasks, its clips per split and how the
+    split was made (`split`: split_by, seed, fractions and the file -> split map, which travels
+    into the checkpoint so evaluation never re-derives it)."""
 
     spec: FeatureSpec
     tasks: list[TaskSpec]
     splits: dict[str, list[Clip]]
     source: str
     skipped: list[str]
+    split: dict = field(default_factory=dict)
 
     @property
     def task_names(self) -> list[str]:
@@ -228,22 +228,36 @@ class TalkfaceData:
         targets = np.stack([c.targets for c in self.splits[split]])
         return {t: float(np.nanmean(targets[:, i])) for i, t in enumerate(self.task_names)}
 
-    def describe(self) -> dict:
+    def describe(self, split_map: bool = True) -> dict:
+        """What the data was: source, tasks, split sizes and how the split was made (with the
+        file -> split map unless `split_map=False`)."""
+        split = self.split if split_map else {k: v for k, v in self.split.items() if k != "map"}
         return {"source": self.source, "tasks": self.task_names,
                 "sizes": {s: len(c) for s, c in self.splits.items()},
-                "skipped": len(self.skipped), "features": self.spec.describe()}
+                "skipped": len(self.skipped), "features": self.spec.describe(), "split": split}
 
 
 def load_dataset(path: str | os.PathLike, tasks: Optional[Sequence[str]] = None,
-                 backend: str = "landmarks", cache_dir: Optional[str] = None,
+                 extractor: Optional[ExtractorConfig] = None, cache_dir: Optional[str] = None,
                  split_by: str = "auto", val_fraction: float = 0.15, test_fraction: float = 0.15,
-                 seed: int = 0, workers: int = 1, progress: bool = False) -> TalkfaceData:
-    """Manifest folder or CSV -> TalkfaceData with train/val/test clips (features cached)."""
+                 seed: int = 0, workers: int = 1, progress: bool = False,
+                 split_map: Optional[dict[str, str]] = None) -> TalkfaceData:
+    """Manifest folder or CSV -> TalkfaceData with train/val/test clips (features cached).
+
+    `split_map` (file -> split, e.g. from a checkpoint) overrides `split_by`: files it does not
+    name were never seen by that checkpoint and go to "test"."""
     frame, root = read_manifest(path)
     task_specs = select_tasks(frame, tasks)
-    splits = assign_splits(frame, split_by, val_fraction, test_fraction, seed)
-    files = [str(root / f) for f in frame["file"].astype(str)]
-    bundles = load_bundles(files, backend, cache_dir, workers, progress)
+    names = frame["file"].astype(str).tolist()
+    if split_map is not None:
+        splits = np.array([split_map.get(f, "test") for f in names])
+        split = {"split_by": "checkpoint", "map": dict(zip(names, splits.tolist()))}
+    else:
+        splits = assign_splits(frame, split_by, val_fraction, test_fraction, seed)
+        split = {"split_by": split_by, "seed": seed, "val_fraction": val_fraction,
+                 "test_fraction": test_fraction, "map": dict(zip(names, splits.tolist()))}
+    files = [str(root / f) for f in names]
+    bundles = load_bundles(files, extractor, cache_dir, workers, progress)
     skipped = [b for b in bundles if isinstance(b, str)]
     for message in skipped:
         log.warning("skipped %s", message)
@@ -257,8 +271,6 @@ def load_dataset(path: str | os.PathLike, tasks: Optional[Sequence[str]] = None,
     for i, bundle in enumerate(bundles):
         if isinstance(bundle, str):
             continue
-        spec.check_compatible(bundle.spec, "first clip", f"clip {frame['file'].iloc[i]!r}")
-        out[splits[i]].append(Clip(bundle.visual.astype(np.float32),
-                                   bundle.audio.astype(np.float32), bundle.valid.astype(bool),
-                                   labels[i], str(frame["file"].iloc[i])))
-    return TalkfaceData(spec, task_specs, out, str(path), skipped)
+        spec.check_compatible(bundle.spec, "first clip", f"clip {names[i]!r}")
+        out[splits[i]].append(Clip.from_bundle(bundle, names[i], labels[i]))
+    return TalkfaceData(spec, task_specs, out, str(path), skipped, split)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import DatasetError
 from .features.extract import FeatureBundle
-from .spec import FeatureSpec
+from .spec import ExtractorConfig, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,9 @@ def convert(samples: list[dict], out: Path, fps: float = 25.0) -> pd.DataFrame:
                                f"frames")
         matrices.append((visual, audio))
     spec = FeatureSpec(visual_names=tuple(f"v{j:04d}" for j in range(dims[0])),
-                       audio_names=tuple(f"a{j:04d}" for j in range(dims[1])), fps=fps,
-                       backend="legacy", backend_version="1")
+                       audio_names=tuple(f"a{j:04d}" for j in range(dims[1])),
+                       extractor=ExtractorConfig(backend="legacy", fps=fps),
+                       backend_version="1")
     for i, ((visual, audio), sample) in enumerate(zip(matrices, samples)):
         valid = np.isfinite(visual).all(1) & np.isfinite(audio).all(1)
         visual, audio = np.where(valid[:, None], visual, 0), np.where(valid[:, None], audio, 0)
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = convert(samples, out, args.fps)
     scores = [c for c in manifest.columns if c != "file"]
     print(f"imported {len(manifest)} samples into {out} (scores: {', '.join(scores) or 'none'});"
-          f" train with: python -m train --config configs/optimized.yaml --data {out} "
+          f" train with: python -m train --config optimized --data {out} "
           f"--output_dir runs/legacy" + (f" --set 'data.tasks=[{','.join(scores)}]'"
                                          if scores else ""))
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import av
+import cv2
 import numpy as np
 
 from .errors import (CorruptMedia, FileTooLarge, MediaError, NoDecodableFrames, NotAMediaFile,
@@ -112,22 +113,118 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+def _turns(frame: av.VideoFrame) -> int:
+    """Quarter turns (counter-clockwise) that display the frame upright. PyAV reports the
+    display-matrix angle counter-clockwise; np.rot90 also turns counter-clockwise."""
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+
+
 def _to_rgb(frame: av.VideoFrame, max_side: int) -> np.ndarray:
-    rotation = getattr(frame, "rotation", 0) or 0
     w, h = _target_size(frame.width, frame.height, max_side)
     img = frame.to_ndarray(width=w, height=h, format="rgb24")
-    # PyAV reports the display-matrix angle counter-clockwise; np.rot90 also turns counter-clockwise
-    turns = int(round(rotation / 90)) % 4
+    turns = _turns(frame)
     return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
 
 
-def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
-                max_side: int = DEFAULT_MAX_SIDE,
-                max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 frames (H, W, 3) on the time grid k / fps, k = 0, 1, ...
+class NativeFrame:
+    """One frame at the source's own resolution, kept as its YUV 4:2:0 planes (upright).
 
-    Only the previous source frame is held, never the whole clip. Stops at `max_seconds`.
+    Converting a 1080x1920 frame to RGB costs more than decoding it, and the face stage only ever
+    needs small images: a thumbnail to detect faces on and warped crops of one face. Both are cut
+    from the planes here and converted after resizing, so their cost does not grow with the
+    source's size. Colour conversion is BT.601 (OpenCV's YUV -> RGB), as FFmpeg's default.
     """
+
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        self.y, self.u, self.v = y, u, v
+
+    @classmethod
+    def from_av(cls, frame: av.VideoFrame) -> "NativeFrame":
+        if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or \
+                frame.height % 2:
+            frame = frame.reformat(width=frame.width // 2 * 2 or 2,
+                                   height=frame.height // 2 * 2 or 2, format="yuv420p")
+        planes = frame.to_ndarray(format=frame.format.name)  # (h * 3 / 2, w), no conversion
+        h, w = frame.height, frame.width
+        y, chroma = planes[:h], planes[h:].reshape(2, h // 2, w // 2)
+        u, v = chroma[0], chroma[1]
+        turns = _turns(frame)
+        if turns:
+            y, u, v = (np.ascontiguousarray(np.rot90(p, k=turns)) for p in (y, u, v))
+        return cls(y, u, v)
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray) -> "NativeFrame":
+        """For tests and tools that already hold an RGB image (H, W, 3) uint8."""
+        h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+        i420 = cv2.cvtColor(np.ascontiguousarray(rgb[:h, :w]), cv2.COLOR_RGB2YUV_I420)
+        chroma = i420[h:].reshape(2, h // 2, w // 2)
+        return cls(i420[:h], chroma[0], chroma[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.y.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.y.shape[0])
+
+    @staticmethod
+    def _rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Planes of an even-sized image -> RGB with FFmpeg's default conversion (BT.601,
+        limited range), which is OpenCV's I420 conversion."""
+        h, w = y.shape
+        i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+    def region(self, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+        """RGB image of the frame's pixels box = (x0, y0, x1, y1), resized to size = (w, h)
+        (area averaging when shrinking); both sizes even."""
+        x0, y0, x1, y1 = (int(v) // 2 * 2 for v in box)
+        x1, y1 = min(max(x1, x0 + 2), self.width), min(max(y1, y0 + 2), self.height)
+        w, h = size
+        shrink = (x1 - x0) > w or (y1 - y0) > h
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        y = self.y[y0:y1, x0:x1]
+        u, v = (p[y0 // 2:y1 // 2, x0 // 2:x1 // 2] for p in (self.u, self.v))
+        if (x1 - x0, y1 - y0) != (w, h):
+            y = cv2.resize(y, (w, h), interpolation=interp)
+            u, v = (cv2.resize(p, (w // 2, h // 2), interpolation=interp) for p in (u, v))
+        return self._rgb(np.ascontiguousarray(y), np.ascontiguousarray(u),
+                         np.ascontiguousarray(v))
+
+    def thumbnail(self, max_side: int) -> np.ndarray:
+        """The whole frame as RGB with its long side at most `max_side`: (h, w, 3) uint8."""
+        return self.region((0, 0, self.width, self.height),
+                           _target_size(self.width, self.height, max_side))
+
+    def warp(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """RGB image (size[1], size[0], 3) of `matrix` (2x3, source pixels -> output pixels)
+        applied to the frame; pixels outside the frame repeat its border. Sizes must be even."""
+        m = np.asarray(matrix, np.float64)
+        y = cv2.warpAffine(self.y, m, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        # the same map between the half-size chroma planes (pixel centres: x_c = x / 2 - 1/4)
+        m_c = m.copy()
+        m_c[:, 2] = m[:, :2] @ np.array([0.25, 0.25]) + m[:, 2] / 2 - 0.25
+        half = (size[0] // 2, size[1] // 2)
+        u, v = (cv2.warpAffine(p, m_c, half, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE) for p in (self.u, self.v))
+        return self._rgb(y, u, v)
+
+    def warp_gray(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Luma only, as `warp`: (size[1], size[0]) uint8."""
+        return cv2.warpAffine(self.y, np.asarray(matrix, np.float64), size,
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def to_rgb(self) -> np.ndarray:
+        """The full frame as RGB (costly for large frames; for display and tests)."""
+        return self.thumbnail(max(self.width, self.height))
+
+
+def _grid(path: str | os.PathLike, fps: float, max_seconds: float, convert) -> Iterator:
+    """`convert(frame)` of the source frame shown at each instant k / fps, k = 0, 1, ...
+    (sample and hold). Each source frame is converted once, however often it is repeated."""
     name = os.path.basename(str(path))
     with _open(path) as container:
         vs = _video_stream(container, path)
@@ -144,8 +241,10 @@ def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
                     prev, prev_t = frame, 0.0
                     continue
                 t = float(frame.time) - t0
+                converted = None
                 while k < limit and k / fps < t - 1e-6:
-                    yield _to_rgb(prev, max_side)
+                    converted = convert(prev) if converted is None else converted
+                    yield converted
                     k += 1
                 if k >= limit:
                     return
@@ -163,9 +262,27 @@ def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
             raise NoDecodableFrames(f"{name}: the video track holds no decodable frames")
         frame_dur = 1.0 / float(vs.average_rate or fps)
         end = prev_t + frame_dur
+        converted = None
         while k < limit and k / fps < end - 1e-6:
-            yield _to_rgb(prev, max_side)
+            converted = convert(prev) if converted is None else converted
+            yield converted
             k += 1
+
+
+def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
+                max_side: int = DEFAULT_MAX_SIDE,
+                max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames (H, W, 3), long side at most `max_side`, on the time grid k / fps.
+
+    Only the previous source frame is held, never the whole clip. Stops at `max_seconds`.
+    """
+    return _grid(path, fps, max_seconds, lambda frame: _to_rgb(frame, max_side))
+
+
+def iter_native_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
+                       max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[NativeFrame]:
+    """Yield `NativeFrame`s (source resolution, upright) on the time grid k / fps."""
+    return _grid(path, fps, max_seconds, NativeFrame.from_av)
 
 
 def prefetched(items: Iterator, size: int = 16) -> Iterator:

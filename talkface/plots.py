@@ -48,8 +48,8 @@ def radar(named_mos: dict[str, dict[str, float]], tasks: list[TaskSpec]) -> go.F
 
 
 def result_radar(result) -> go.Figure:
-    return radar({"this clip": {n: s.mos for n, s in result.tasks.items()}},
-                 [s.task for s in result.tasks.values()])
+    judged = [s for s in result.tasks.values() if s.judged]  # a task not judged has no point
+    return radar({"this clip": {s.task.name: s.mos for s in judged}}, [s.task for s in judged])
 
 
 def attention_heatmap(result) -> go.Figure:
@@ -75,19 +75,18 @@ def attention_heatmap(result) -> go.Figure:
 
 def cross_matrix(result) -> go.Figure:
     """Video-to-audio attention (T, T), pooled for display; axes in seconds."""
-    from .api import pool_matrix
-    matrix = result.attention.get("cross")
-    if matrix is None:
+    pooled = result.attention.get("cross")
+    if pooled is None:
         return empty_figure("this model has no cross-modal attention (only the `improved` "
                             "model has one)", "Cross-modal attention")
-    pooled = pool_matrix(np.asarray(matrix))
-    step = matrix.shape[0] / result.fps / pooled.shape[0]
+    pooled = np.asarray(pooled)  # already pooled to at most 200 x 200 (talkface.predict)
+    step = result.n_frames / result.fps / pooled.shape[0]
     ticks = (np.arange(pooled.shape[0]) + 0.5) * step  # cell centres
     fig = go.Figure(go.Heatmap(z=pooled, x=ticks, y=ticks, colorscale="Magma",
                                colorbar=dict(thickness=12),
                                hovertemplate="video %{y:.2f}s<br>audio %{x:.2f}s<br>"
                                              "%{z:.4f}<extra></extra>"))
-    end = matrix.shape[0] / result.fps
+    end = result.n_frames / result.fps
     fig.update_xaxes(title="audio time (s)", range=[0, end])
     fig.update_yaxes(title="video time (s)", range=[end, 0])
     return _layout(fig, "Cross-modal attention (video frames attending to audio)", height=420)
@@ -101,31 +100,42 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x - finite.min()) / np.ptp(finite)
 
 
-def sync_plot(signals) -> go.Figure:
-    """Top: mouth opening and audio energy (each scaled to [0, 1]) over time. Bottom: how well
-    they correlate at each AV offset, with the estimated offset marked."""
-    if signals is None:
-        return empty_figure("no sync signals: the clip has no (audible) audio, or the feature "
-                            "backend has no mouth opening", "Lip sync")
-    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.2,
-                        subplot_titles=("Mouth opening vs audio energy",
-                                        f"Correlation vs AV offset (estimate: "
-                                        f"{signals.offset_frames:+d} frames, "
-                                        f"{signals.offset_ms:+.0f} ms)"))
-    t = np.arange(len(signals.mouth_open)) / signals.fps
-    fig.add_trace(go.Scatter(x=t, y=_unit(signals.mouth_open), name="mouth opening",
+def sync_plot(sync) -> go.Figure:
+    """Top: mouth opening and loudness (each scaled to [0, 1]) over time. Middle: the
+    audio-visual distance at each offset, lowest at the estimate. Bottom, where the sync model
+    gave one: the best offset of each window over time (where a clip drifts or breaks)."""
+    if sync is None or sync.mouth_open.size == 0:
+        return empty_figure("no sync figures for this clip", "Lip sync")
+    windows = sync.window_times.size > 0
+    title = (f"Distance vs AV offset: {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms), "
+             f"confidence {sync.confidence:.2f}" + ("" if sync.reliable else " - not reliable")
+             if sync.judged else f"AV offset not judged: {sync.reason}")
+    rows = 3 if windows else 2
+    fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.16,
+                        subplot_titles=("Mouth opening vs loudness", title,
+                                        "Best offset per window")[:rows])
+    t = np.arange(len(sync.mouth_open)) / sync.fps
+    fig.add_trace(go.Scatter(x=t, y=_unit(sync.mouth_open), name="mouth opening",
                              line_color=PALETTE[0]), row=1, col=1)
-    fig.add_trace(go.Scatter(x=t, y=_unit(signals.audio_energy), name="audio energy",
+    fig.add_trace(go.Scatter(x=t, y=_unit(sync.audio_level), name="loudness",
                              line_color=PALETTE[1]), row=1, col=1)
-    lag_ms = np.asarray(signals.offsets, float) * 1000.0 / signals.fps
-    fig.add_trace(go.Scatter(x=lag_ms, y=signals.correlation, name="correlation",
-                             mode="lines+markers", line_color=PALETTE[3]), row=2, col=1)
-    fig.add_vline(x=signals.offset_ms, line_dash="dash", line_color="black", row=2, col=1)
     fig.update_xaxes(title_text="time (s)", row=1, col=1)
-    fig.update_xaxes(title_text="audio delay (ms; > 0 = audio late)", row=2, col=1)
     fig.update_yaxes(title_text="scaled", row=1, col=1)
-    fig.update_yaxes(title_text="r", row=2, col=1)
-    return _layout(fig, "", height=520)
+    if sync.judged and sync.curve.size:
+        lag_ms = np.asarray(sync.offsets, float) * 1000.0 / sync.fps
+        fig.add_trace(go.Scatter(x=lag_ms, y=sync.curve, name="distance",
+                                 mode="lines+markers", line_color=PALETTE[3]), row=2, col=1)
+        fig.add_vline(x=sync.offset_ms, line_dash="dash", line_color="black", row=2, col=1)
+        fig.update_xaxes(title_text="audio delay (ms; > 0 = audio late)", row=2, col=1)
+        fig.update_yaxes(title_text="distance", row=2, col=1)
+    if windows:
+        fig.add_trace(go.Scatter(x=sync.window_times, y=sync.window_offsets, mode="markers",
+                                 name="window offset", marker=dict(
+                                     color=sync.window_confidence, colorscale="Viridis",
+                                     size=6, showscale=False)), row=3, col=1)
+        fig.update_xaxes(title_text="time (s)", row=3, col=1)
+        fig.update_yaxes(title_text="offset (frames)", row=3, col=1)
+    return _layout(fig, "", height=260 * rows)
 
 
 def grouped_bars(board: pd.DataFrame, tasks: list[TaskSpec]) -> go.Figure:

@@ -11,20 +11,52 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .constants import FPS, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE
 from .errors import SpecMismatch
 
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2
+DEFAULT_BACKEND = "mesh"
+
+
+class ExtractorConfig(BaseModel):
+    """Every setting that decides how a video becomes features, defined once. It travels inside
+    the FeatureSpec into bundles and checkpoints; training, extraction and scoring all take it.
+
+    `options` are the visual backend's own settings (validated by the backend; the spec records
+    them with the backend's defaults filled in). `sync` names the sync model whose outputs are the
+    audio-side "sync" columns (None: no sync columns). `max_seconds` bounds how much of a clip
+    is read; it is part of the cache key but not of the features' meaning (`meaning()`), which is
+    what the spec's fingerprint covers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str = DEFAULT_BACKEND
+    options: dict = Field(default_factory=dict)
+    fps: float = Field(FPS, gt=0)
+    sample_rate: int = Field(SAMPLE_RATE, gt=0)
+    max_side: int = Field(512, gt=16)  # frames handed to per-frame backends (not to `mesh`)
+    sync: Optional[str] = None
+    max_seconds: float = Field(MAX_SECONDS, gt=0)
+    min_seconds: float = Field(MIN_SECONDS, ge=0)
+    identity_frames: int = Field(3, ge=0)  # frames embedded for identity (not a column)
+
+    def meaning(self) -> dict:
+        """The settings that change what a column means (not how much of a clip is read, nor the
+        identity signal beside the columns)."""
+        return self.model_dump(exclude={"max_seconds", "min_seconds", "identity_frames"})
 
 
 class FeatureSpec(BaseModel):
     """Ordered, named feature columns plus how they were made.
 
     `visual_groups` / `audio_groups` map a group name (e.g. "landmarks", "face_stats") to a
-    half-open column range `[start, end)` into `visual_names` / `audio_names`.
+    half-open column range `[start, end)` into `visual_names` / `audio_names`. Everything that
+    changes when only the audio changes is on the audio side (including the "sync" group).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,13 +66,23 @@ class FeatureSpec(BaseModel):
     audio_names: tuple[str, ...]
     visual_groups: dict[str, tuple[int, int]] = Field(default_factory=dict)
     audio_groups: dict[str, tuple[int, int]] = Field(default_factory=dict)
-    fps: float = 25.0
-    sample_rate: int = 16000
-    backend: str
+    extractor: ExtractorConfig
     backend_version: str
-    backend_config: dict = Field(default_factory=dict)
     audio_config: dict = Field(default_factory=dict)
+    sync_version: Optional[str] = None  # fingerprint of the sync model's weights
     library_versions: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.extractor.fps
+
+    @property
+    def sample_rate(self) -> int:
+        return self.extractor.sample_rate
+
+    @property
+    def backend(self) -> str:
+        return self.extractor.backend
 
     @property
     def visual_dim(self) -> int:
@@ -58,6 +100,7 @@ class FeatureSpec(BaseModel):
         not invalidate every checkpoint.
         """
         core = self.model_dump(exclude={"library_versions"})
+        core["extractor"] = self.extractor.meaning()
         blob = json.dumps(core, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -69,10 +112,6 @@ class FeatureSpec(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "FeatureSpec":
-        return cls.model_validate_json(text)
 
     def describe(self) -> str:
         return (f"backend={self.backend} v{self.backend_version}, visual={self.visual_dim}, "
@@ -92,7 +131,16 @@ class FeatureSpec(BaseModel):
 
 def _first_difference(a: FeatureSpec, b: FeatureSpec) -> str:
     da, db = a.model_dump(exclude={"library_versions"}), b.model_dump(exclude={"library_versions"})
-    for key in da:
+    da["extractor"], db["extractor"] = a.extractor.meaning(), b.extractor.meaning()
+    for key in ("extractor", *[k for k in da if k != "extractor"]):
+        if key == "extractor" and da[key] != db[key]:
+            ea, eb = da[key], db[key]
+            name = next(k for k in ea if ea[k] != eb[k])
+            if name == "options":
+                opt = next(k for k in sorted(set(ea[name]) | set(eb[name]))
+                           if ea[name].get(k) != eb[name].get(k))
+                return f"extractor option {opt} is {ea[name].get(opt)!r} vs {eb[name].get(opt)!r}"
+            return f"extractor {name} is {ea[name]!r} vs {eb[name]!r}"
         if da[key] != db[key]:
             if key.endswith("_names"):
                 if len(da[key]) != len(db[key]):
@@ -104,7 +152,9 @@ def _first_difference(a: FeatureSpec, b: FeatureSpec) -> str:
 
 
 class TaskSpec(BaseModel):
-    """One predicted score. Scores live in [low, high]; the app maps them to 1-5 as well."""
+    """One predicted score. Scores live in [low, high]; the app maps them to 1-5 as well.
+    `inputs`: "visual" for a task that must not depend on the audio (a model reads only visual
+    features for it, so changing the audio cannot move it), "audiovisual" otherwise."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -114,6 +164,7 @@ class TaskSpec(BaseModel):
     higher_is_better: bool = True
     label: str = ""
     description: str = ""
+    inputs: Literal["visual", "audiovisual"] = "audiovisual"
 
     def to_mos(self, value: float) -> float:
         """Map a score in [low, high] to a 1-5 opinion scale."""
@@ -130,9 +181,13 @@ DEFAULT_TASK_TEXT = {
 }
 
 
+VISUAL_TASKS = ("visual_quality", "temporal_quality")  # judged from the picture alone
+
+
 def make_task(name: str, low: float = 0.0, high: float = 1.0) -> TaskSpec:
     label, desc = DEFAULT_TASK_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
-    return TaskSpec(name=name, low=low, high=high, label=label, description=desc)
+    return TaskSpec(name=name, low=low, high=high, label=label, description=desc,
+                    inputs="visual" if name in VISUAL_TASKS else "audiovisual")
 
 
 def tasks_from_names(names: list[str], ranges: Optional[dict] = None) -> list[TaskSpec]:

@@ -1,40 +1,27 @@
-"""The Scorer API: scores in range with meanings, warnings, attention, sync signals, batching,
-the feature cache, spec mismatches and bad inputs.
+"""The Scorer API: one inference path, "not judged" instead of numbers, warnings, attention, sync
+figures, batching, the disk cache, results that callers cannot corrupt, thread safety, spec
+mismatches and bad inputs.
 
-The checkpoint here is a TEST FIXTURE with random weights (a tiny `improved` model built in a temp
-folder), never a trained model: these tests check plumbing, not score quality. Tests of the
-shipped checkpoint's scores live with the model.
+The checkpoint here is a TEST FIXTURE with random weights (a tiny model built in a temp folder),
+never a trained model: these tests check plumbing, not score quality. Tests of the shipped
+checkpoint's scores live with the model (test_models.py).
 """
 from __future__ import annotations
 
 import json
-import time
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from talkface.checkpoint import save_checkpoint
-from talkface.errors import MediaError, SpecMismatch, TalkfaceError
-from talkface.features.extract import Extractor
-from talkface.models import create_model
-from talkface.spec import tasks_from_names
+from talkface.errors import MediaError, NotAMediaFile, SpecMismatch, TalkfaceError
 
-TASKS = ["lip_sync", "visual_quality", "temporal_quality", "overall"]
-SMALL = {"encoder_dim": 32, "num_layers": 1, "num_heads": 2, "encoder_layers": 1,
-         "dropout": 0.0}
+from helpers import TASKS, make_random_checkpoint
 
-
-def make_random_checkpoint(folder: Path, model_name: str = "improved", seed: int = 0,
-                           extractor: Extractor | None = None) -> Path:
-    """A test fixture: random weights, the default extractor's spec. Not a trained model."""
-    import torch
-    torch.manual_seed(seed)
-    spec = (extractor or Extractor("landmarks")).spec
-    options = SMALL if model_name == "improved" else {k: SMALL[k] for k in
-                                                       ("encoder_dim", "num_layers", "num_heads")}
-    model = create_model(model_name, spec, tasks_from_names(TASKS), **options)
-    return save_checkpoint(folder, model, options, data={"note": "test fixture, random weights"})
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +30,14 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def scorer(checkpoint, tmp_path_factory):
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def scorer(checkpoint, cache_dir):
     from talkface.api import load_scorer
-    return load_scorer(checkpoint, cache=tmp_path_factory.mktemp("cache"))
+    return load_scorer(checkpoint, cache=cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -53,41 +45,119 @@ def face_result(scorer, face_video):
     return scorer.score(face_video)
 
 
-def test_scores_are_in_range_with_a_meaning(face_result):
+def test_scores_are_what_the_one_inference_path_gives(scorer, face_video, face_result):
+    """The Scorer's numbers are `talkface.predict.predict`'s, the function every metric on a
+    model card is computed with."""
+    from talkface.predict import Clip, predict
+    bundle = scorer.features(face_video)
+    (pred,) = predict(scorer.loaded.model, [Clip.from_bundle(bundle)])
+    assert face_result.scores == pytest.approx(pred.scores)
     assert set(face_result.scores) == set(TASKS)
-    for name, score in face_result.tasks.items():
-        assert 0.0 <= score.unit <= 1.0 and 1.0 <= score.mos <= 5.0
-        assert score.task.low <= score.value <= score.task.high
+    for score in face_result.tasks.values():
         assert score.task.label.lower() in score.meaning and "/5" in score.meaning
 
 
-def test_attention_and_sync_signals_cover_every_frame(face_result):
-    t = face_result.n_frames
-    assert t == 60  # 2.4 s at 25 fps
-    temporal = face_result.attention["temporal"]
-    assert temporal.shape == (t,) and np.isclose(temporal[face_result.valid].sum(), 1, atol=1e-3)
-    assert face_result.attention["cross"].shape == (t, t)
-    s = face_result.signals
-    assert s.mouth_open.shape == s.audio_energy.shape == (t,)
-    assert len(s.offsets) == len(s.correlation) and s.offset_frames in set(s.offsets)
-    most, least = face_result.attended_frames(3), face_result.attended_frames(3, most=False)
-    assert temporal[most].min() >= temporal[least].max()
+def test_unbounded_heads_are_clipped_the_same_for_users_and_for_metrics(tmp_path, face_video):
+    """`original` has linear heads: a score outside [0, 1] must be clipped identically in what a
+    user gets and in what training's validation metrics see."""
+    import torch
+
+    from talkface.api import load_scorer
+    from talkface.predict import Clip, predict_arrays
+    ck = make_random_checkpoint(tmp_path / "orig", "original")
+    scorer = load_scorer(ck, cache=False)
+    with torch.no_grad():
+        for head in scorer.loaded.model.heads.values():
+            head.bias.fill_(5.0)  # far above the task range
+    result = scorer.score(face_video)
+    assert all(v == 1.0 for v in result.scores.values())
+    preds, _ = predict_arrays(scorer.loaded.model, [Clip.from_bundle(scorer.features(face_video))])
+    assert preds.tolist() == [[1.0] * 4]
 
 
-def test_result_is_json_serialisable(face_result):
+def test_sync_figures_recover_the_offset_of_a_shifted_clip(scorer):
+    """The fixture's audio is 6 frames late; the sync figures say so, with the sign convention
+    the app and JSON use (> 0 = audio late), and the curves cover every frame."""
+    result = scorer.score(FIXTURES / "01_offset.mp4")
+    sync = result.sync
+    assert sync.judged and sync.offset_frames == 6 and sync.offset_ms == pytest.approx(240)
+    assert sync.mouth_open.shape == sync.audio_level.shape == (result.n_frames,)
+    assert sync.curve.shape == sync.offsets.shape and int(sync.offsets[np.argmin(sync.curve)]) == 6
+    early = scorer.score(FIXTURES / "02_offset.mp4").sync
+    assert early.offset_frames == -4
+
+
+def test_a_clip_without_audio_gets_lip_sync_not_judged(scorer):
+    result = scorer.score(FIXTURES / "06_no_audio.mp4")
+    lip = result.tasks["lip_sync"]
+    assert lip.value is None and not lip.judged and lip.band == "not judged"
+    assert "no audio" in lip.reason and "not judged" in lip.meaning
+    assert all(result.tasks[t].judged for t in ("visual_quality", "temporal_quality", "overall"))
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["scores"]["lip_sync"] is None and data["tasks"]["lip_sync"]["judged"] is False
+    assert data["sync"]["judged"] is False and data["sync"]["offset_frames"] is None
+    assert any("no audio" in w for w in result.warnings)
+
+
+def test_result_is_json_serialisable_in_one_schema(face_result):
     data = json.loads(json.dumps(face_result.to_dict()))
     assert data["error"] is None and set(data["scores"]) == set(TASKS)
     assert len(data["attention"]["temporal"]) == face_result.n_frames
     assert data["tasks"]["lip_sync"]["range"] == [0.0, 1.0]
+    assert data["face"]["scored_track"] == 0 and data["identity"]["consistency"] > 0.8
     brief = face_result.to_dict(detail=False)
-    assert set(brief) == {"file", "scores", "mos", "warnings", "error"}
+    assert set(brief) == {"file", "scores", "mos", "band", "percentile", "sync", "identity",
+                          "face", "out_of_distribution", "warnings", "error"}
+    assert set(brief["sync"]) >= {"offset_frames", "offset_ms", "confidence", "min_dist",
+                                  "judged", "reliable"}
 
 
-def test_rescoring_a_cached_clip_is_fast_and_identical(scorer, face_video, face_result):
-    start = time.perf_counter()
+def test_a_new_scorer_reads_the_disk_cache_instead_of_extracting(checkpoint, cache_dir,
+                                                                  face_video, face_result,
+                                                                  monkeypatch):
+    from talkface.api import load_scorer
+    fresh = load_scorer(checkpoint, cache=cache_dir)  # an empty memory, the same disk cache
+    monkeypatch.setattr(fresh.extractor, "extract",
+                        lambda *a, **k: pytest.fail("extracted again instead of reading the cache"))
+    assert fresh.score(face_video).scores == pytest.approx(face_result.scores)
+
+
+def test_a_cold_score_probes_and_hashes_the_file_once(checkpoint, tmp_path, face_video,
+                                                      monkeypatch):
+    from talkface import api, cache, media
+    from talkface.api import load_scorer
+    scorer = load_scorer(checkpoint, cache=tmp_path / "c")
+    probes, hashes = [], []
+    real_probe, real_hash = media.probe, cache.file_hash
+    monkeypatch.setattr(media, "probe", lambda p: probes.append(p) or real_probe(p))
+    monkeypatch.setattr(api, "file_hash", lambda p: hashes.append(p) or real_hash(p))
+    monkeypatch.setattr(cache, "file_hash", lambda p: hashes.append(p) or real_hash(p))
+    scorer.score(face_video)
+    assert len(probes) == 1 and len(hashes) == 1
+
+
+def test_results_are_copies_a_caller_cannot_corrupt(scorer, face_video, face_result):
+    first = scorer.score(face_video)
+    first.info["tracks"].append("garbage")
+    first.attention["temporal"][:] = 0
+    with pytest.raises(AttributeError):
+        first.warnings.append("mine")  # a tuple
     again = scorer.score(face_video)
-    assert time.perf_counter() - start < 1.0  # a cache lookup, not a second extraction
-    assert again.scores == pytest.approx(face_result.scores)
+    assert "garbage" not in again.info["tracks"]
+    assert again.attention["temporal"].sum() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_one_scorer_serves_several_threads(checkpoint, tmp_path):
+    """No lock in the app: concurrent clips give exactly the sequential results."""
+    from talkface.api import load_scorer
+    clips = [FIXTURES / n for n in ("00_clean.mp4", "01_offset.mp4", "03_blur.mp4",
+                                    "04_frozen_mouth.mp4")]
+    sequential = [load_scorer(checkpoint, cache=False).score(c).scores for c in clips]
+    shared = load_scorer(checkpoint, cache=False)
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda c: shared.score(c).scores, clips))
+    for a, b in zip(sequential, concurrent):
+        assert a == pytest.approx(b, abs=1e-6)
 
 
 def test_batched_scores_match_single_scores(scorer, face_video, noface_video, tmp_path):
@@ -96,21 +166,19 @@ def test_batched_scores_match_single_scores(scorer, face_video, noface_video, tm
     clip = media.load_clip(face_video)
     media.write_video(short, clip.frames[:30], 25, clip.audio[: 16000 * 30 // 25])
     single = scorer.score(short)
-    results = scorer.score_many([face_video, noface_video, short, tmp_path / "missing.mp4"])
+    seen = []
+    results = scorer.score_many([face_video, noface_video, short, tmp_path / "missing.mp4"],
+                                progress=lambda done, total, what: seen.append((done, total)))
     assert [r.ok for r in results] == [True, False, True, False]
     assert results[2].scores == pytest.approx(single.scores, abs=1e-5)  # padding changes nothing
     assert "no face" in results[1].error and results[1].to_dict()["scores"] is None
     assert "not found" in results[3].error
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # one progress shape: (done, total, what)
 
 
 def test_warnings_name_the_problem(scorer, face_video, tmp_path):
     from talkface import media
     clip = media.load_clip(face_video)
-    silent = tmp_path / "no_audio.mp4"
-    media.write_video(silent, clip.frames, 25)
-    no_audio = scorer.score(silent)
-    assert any("no audio" in w for w in no_audio.warnings)
-    assert no_audio.signals is None  # no made-up AV offset without audio
     half = clip.frames.copy()
     half[30:] = 0  # the face disappears half way
     media.write_video(tmp_path / "half.mp4", half, 25, clip.audio)
@@ -121,18 +189,18 @@ def test_warnings_name_the_problem(scorer, face_video, tmp_path):
 
 
 @pytest.mark.parametrize("content,expected", [
-    (b"", "empty"), (b"this is not a video at all\n" * 20, "not a video"),
-    (b"\x00\x00\x00\x18ftypmp42" + bytes(400), "")])
+    (b"", "the file is empty"), (b"this is not a video at all\n" * 20, "not a video file"),
+    (b"\x00\x00\x00\x18ftypmp42" + bytes(400), "not a video file FFmpeg can read")])
 def test_bad_files_raise_readable_errors(scorer, tmp_path, content, expected):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(content)
-    with pytest.raises(TalkfaceError) as info:
+    with pytest.raises(NotAMediaFile) as info:
         scorer.score(bad)
-    assert "bad.mp4" in str(info.value) and expected in str(info.value)
+    assert str(info.value).startswith("bad.mp4: ") and expected in str(info.value)
 
 
 def test_faceless_clip_is_refused(scorer, noface_video):
-    with pytest.raises(MediaError, match="no face"):
+    with pytest.raises(MediaError, match="no face was found in any frame"):
         scorer.score(noface_video)
 
 
@@ -142,23 +210,34 @@ def test_mismatched_backend_settings_are_refused_naming_both(checkpoint):
         load_scorer(checkpoint, cache=False, detect_every=2)
     text = str(info.value)
     assert "checkpoint expects" in text and "extractor produces" in text
-    assert "detect_every" in text
+    assert "detect_every is 10 vs 2" in text
 
 
-def test_load_scorer_is_exported_lazily():
-    import talkface
+def test_importing_talkface_is_light():
+    """`import talkface` loads neither torch nor gradio; `talkface.load_scorer` is the API's."""
+    code = ("import sys, talkface; assert 'torch' not in sys.modules, 'torch'; "
+            "assert 'gradio' not in sys.modules, 'gradio'; "
+            "from talkface.api import load_scorer; assert talkface.load_scorer is load_scorer; "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_device_is_a_choice(checkpoint):
     from talkface.api import load_scorer
-    assert talkface.load_scorer is load_scorer
+    scorer = load_scorer(checkpoint, cache=False, device="auto")
+    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
+    assert next(scorer.loaded.model.parameters()).device.type == expected
 
 
 def test_compare_stats():
     from talkface.compare import leaderboard, mean_ci, pairwise, scores_frame, win_rate
-    from talkface.api import ScoreResult, task_score
+    from talkface.results import ScoreResult, task_score
     from talkface.spec import tasks_from_names as names
     tasks = names(["overall"])
 
     def fake(value):
-        return ScoreResult("x.mp4", {"overall": task_score(tasks[0], value)}, [], {}, None,
+        return ScoreResult("x.mp4", {"overall": task_score(tasks[0], value)}, (), {}, None,
                            np.ones(1, bool), 25.0)
 
     rng = np.random.default_rng(0)
@@ -174,3 +253,10 @@ def test_compare_stats():
     assert pairs.loc[("good", "bad"), "p_value"] < 1e-4
     assert win_rate([1, 2, 3], [1, 2, 3]) == pytest.approx((0.5, 1.0))
     assert mean_ci([0.5])[1] != mean_ci([0.5])[1]  # NaN bound with one value
+
+
+def test_errors_are_talkface_errors(scorer, tmp_path):
+    with pytest.raises(TalkfaceError, match="file not found"):
+        scorer.score(tmp_path / "nope.mp4")
+    with pytest.raises(TalkfaceError, match="is a folder"):
+        scorer.score(tmp_path)

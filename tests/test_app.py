@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_api import TASKS, make_random_checkpoint
+from helpers import TASKS, make_random_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,17 +45,18 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -
 
 
 def start_app(workdir: Path) -> tuple[subprocess.Popen, str, dict]:
-    """Launch app.py with a temp checkpoint root holding a random fixture as `default`."""
+    """Launch app.py on a random fixture checkpoint, with a temp checkpoint root (for
+    promotions), runs folder and feature cache."""
     roots = {"checkpoints": workdir / "checkpoints", "runs": workdir / "runs",
-             "cache": workdir / "cache"}
-    make_random_checkpoint(roots["checkpoints"] / "default")
+             "cache": workdir / "cache", "fixture": workdir / "fixture"}
+    make_random_checkpoint(roots["fixture"])
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TALKFACE_CACHE": str(roots["cache"]),
-           "TALKFACE_CHECKPOINTS": str(roots["checkpoints"]), "TALKFACE_RUNS": str(roots["runs"]),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+           "TALKFACE_CHECKPOINTS": str(roots["checkpoints"]), "TALKFACE_RUNS": str(roots["runs"])}
     log = workdir / "app.log"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
+                             "--checkpoint", str(roots["fixture"])], cwd=workdir, env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, proc, log)
@@ -159,7 +160,7 @@ def test_compare_without_clips_is_a_readable_error(client):
 
 def test_model_card_endpoint(client):
     card = client.predict(api_name="/model_card")
-    assert "### Tasks" in card and "lip_sync" in card and "backend=landmarks" in card
+    assert "### Tasks" in card and "lip_sync" in card and "backend=mesh" in card
 
 
 def tiny_dataset(folder: Path, face_video: Path, n: int = 6) -> Path:
@@ -201,9 +202,10 @@ def test_train_endpoint_runs_a_tiny_job_and_promotes_it(client, app, face_video)
     assert table["headers"] == ["metric", "this run", "active checkpoint"]
     message = client.predict("smoke", api_name="/promote")
     assert "Promoted" in message
-    assert (roots["checkpoints"] / "ACTIVE").read_text().strip() == "smoke"
-    assert (roots["checkpoints"] / "smoke" / "model.safetensors").exists()
-    assert "Checkpoint `smoke`" in client.predict(api_name="/model_card")
+    version = (roots["checkpoints"] / "ACTIVE").read_text().strip()
+    assert version.startswith("smoke-")
+    assert (roots["checkpoints"] / "versions" / version / "model.safetensors").exists()
+    assert f"Checkpoint `{version}`" in client.predict(api_name="/model_card")
 
 
 def test_train_with_a_bad_folder_is_a_readable_error(client, tmp_path):

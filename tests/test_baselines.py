@@ -8,9 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkface.baselines import (baseline_measures, baseline_scores, baseline_signals,
-                                estimate_offset)
+from talkface.baselines import baseline_measures, baseline_scores, baseline_signals
+from talkface.sync.correlation import correlation_curve
 from talkface.synth.degrade import shift_audio
+
+
+def estimate_offset(mouth, env):
+    offsets, curve = correlation_curve(mouth, env)
+    return int(offsets[int(np.argmax(curve))]), offsets, curve
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -18,7 +23,7 @@ FIXTURES = Path(__file__).parent / "data" / "fixtures"
 @pytest.fixture(scope="module")
 def bundles():
     from talkface.features.extract import Extractor
-    extractor = Extractor("landmarks")
+    extractor = Extractor(backend="landmarks")
     rows = list(csv.DictReader(open(FIXTURES / "manifest.csv")))
     return {Path(r["file"]).stem: (r, extractor.extract(FIXTURES / r["file"])) for r in rows}
 

@@ -18,13 +18,13 @@ from talkface.errors import DatasetError, SpecMismatch
 from talkface.features.extract import FeatureBundle
 from talkface.spec import FeatureSpec
 
+from helpers import make_spec
+
 TASKS = ["lip_sync", "visual_quality", "temporal_quality", "overall"]
 
 
-def random_spec(dv: int = 6, da: int = 4, backend: str = "test") -> FeatureSpec:
-    return FeatureSpec(visual_names=tuple(f"v{i}" for i in range(dv)),
-                       audio_names=tuple(f"a{i}" for i in range(da)),
-                       backend=backend, backend_version="1")
+def random_spec(dv: int = 6, da: int = 4) -> FeatureSpec:
+    return make_spec(dv, da)
 
 
 def labels_for(visual: np.ndarray, audio: np.ndarray) -> dict[str, float]:
@@ -66,6 +66,9 @@ def test_load_dataset_uses_split_column_and_default_tasks(tmp_path):
     data = load_dataset(tmp_path)
     assert data.task_names == TASKS
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 12, "val": 4, "test": 4}
+    # the split travels with the data: how it was made and which file went where
+    split = data.describe()["split"]
+    assert split["split_by"] == "auto" and split["map"]["bundles/clip003.npz"] == "val"
     assert data.spec.visual_dim == 6 and data.spec.audio_dim == 4
     assert [t.low for t in data.tasks] == [0.0] * 4 and data.tasks[0].high == 1.0
 
@@ -81,6 +84,15 @@ def test_tasks_come_from_the_manifest(tmp_path):
     assert infer_range(np.array([1.0, 4.5])) == (1.0, 5.0)
 
 
+def test_a_split_map_decides_the_split_and_unknown_files_are_test(tmp_path):
+    write_random_dataset(tmp_path, n=10, split_column=False)
+    mapping = {f"bundles/clip{i:03d}.npz": "train" for i in range(8)}
+    data = load_dataset(tmp_path, split_map=mapping)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 8, "val": 0, "test": 2}
+    assert {c.file for c in data.splits["test"]} == {"bundles/clip008.npz",
+                                                     "bundles/clip009.npz"}
+
+
 def test_group_split_keeps_each_face_on_one_side():
     frame = pd.DataFrame({"file": [f"f{i}" for i in range(60)],
                           "face": [f"id{i % 12}" for i in range(60)]})
@@ -94,10 +106,11 @@ def test_group_split_keeps_each_face_on_one_side():
 
 
 def test_collate_pads_and_masks():
-    items = [{"visual": np.ones((3, 2)), "audio": np.ones((3, 1)),
-              "valid": np.array([True, False, True]), "targets": np.array([0.5]), "index": 0},
-             {"visual": np.ones((5, 2)), "audio": np.ones((5, 1)), "valid": np.ones(5, bool),
-              "targets": np.array([np.nan]), "index": 1}]
+    from talkface.predict import Clip
+    items = [{"clip": Clip(np.ones((3, 2), np.float32), np.ones((3, 1), np.float32),
+                           np.array([True, False, True]), targets=np.array([0.5])), "index": 0},
+             {"clip": Clip(np.ones((5, 2), np.float32), np.ones((5, 1), np.float32),
+                           np.ones(5, bool), targets=np.array([np.nan])), "index": 1}]
     batch = collate(items)
     assert batch.visual.shape == (2, 5, 2) and batch.audio.shape == (2, 5, 1)
     assert batch.mask.tolist() == [[True, False, True, False, False], [True] * 5]
@@ -110,12 +123,12 @@ def test_training_crops_are_random_and_eval_is_full_length(tmp_path):
     data = load_dataset(tmp_path)
     train = data.dataset("train", crop_frames=16, seed=0)
     train.set_epoch(0)
-    first = [train[0]["visual"].copy() for _ in range(3)]
+    first = [train[0]["clip"].visual.copy() for _ in range(3)]
     assert all(len(x) == 16 for x in first)
     assert not all(np.array_equal(first[0], x) for x in first[1:])
     train.set_epoch(0)
-    assert np.array_equal(train[0]["visual"], first[0])  # reseeding replays the same crops
-    assert len(data.dataset("val")[0]["visual"]) == 40
+    assert np.array_equal(train[0]["clip"].visual, first[0])  # reseeding replays the crops
+    assert len(data.dataset("val")[0]["clip"].visual) == 40
 
 
 def test_mixed_feature_specs_are_refused(tmp_path):

@@ -1,5 +1,7 @@
 """Features: spec names every column, faces are found and tracked, crop statistics see blur and
-noise, audio columns line up with video frames, bundles and the cache round-trip."""
+noise, audio columns line up with video frames, bundles and the cache round-trip. The default
+(`mesh`) backend throughout, and the per-frame `landmarks` backend where it differs; the face
+stage itself (small faces, several faces, pose, scale) is tested in test_faces.py."""
 from __future__ import annotations
 
 import cv2
@@ -8,7 +10,7 @@ import pytest
 
 from talkface import media
 from talkface.cache import FeatureCache
-from talkface.errors import BackendUnavailable, SpecMismatch
+from talkface.errors import BackendUnavailable, SpecMismatch, TooShort
 from talkface.features import Extractor, FeatureBundle, create_backend, list_backends
 from talkface.features.audio import extract_audio_features
 from talkface.features.image_stats import region_stats
@@ -18,7 +20,7 @@ from conftest import index_frames, tone
 
 @pytest.fixture(scope="module")
 def extractor() -> Extractor:
-    return Extractor("landmarks")
+    return Extractor()
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +35,22 @@ def test_spec_names_every_column(extractor, face_bundle):
     assert len(set(spec.visual_names)) == spec.visual_dim
     covered = sorted(i for a, b in spec.visual_groups.values() for i in range(a, b))
     assert covered == list(range(spec.visual_dim))
-    assert {"landmarks", "geometry", "motion", "face_stats", "mouth_stats"} <= set(
+    assert {"landmarks", "lips", "geometry", "motion", "face_stats", "mouth_stats"} == set(
         spec.visual_groups)
-    assert spec.backend == "landmarks" and "dlib" in spec.library_versions
+    assert spec.backend == "mesh" and "ai-edge-litert" in spec.library_versions
+    # the extractor's settings, defaults filled in, travel in the spec
+    assert spec.extractor.options["detect_every"] == 10
 
 
 def test_fingerprint_is_stable_and_tracks_settings(extractor):
-    assert Extractor("landmarks").spec.fingerprint == extractor.spec.fingerprint
-    other = Extractor("landmarks", detect_every=2).spec
+    assert Extractor().spec.fingerprint == extractor.spec.fingerprint
+    assert Extractor(max_seconds=10).spec.fingerprint == extractor.spec.fingerprint
+    other = Extractor(detect_every=2).spec
     assert other.fingerprint != extractor.spec.fingerprint
     with pytest.raises(SpecMismatch, match="detect_every"):
         extractor.spec.check_compatible(other)
+    with pytest.raises(SpecMismatch, match="backend"):
+        extractor.spec.check_compatible(Extractor(backend="landmarks").spec)
 
 
 def test_real_face_is_found_in_every_frame(face_bundle):
@@ -51,9 +58,12 @@ def test_real_face_is_found_in_every_frame(face_bundle):
     assert face_bundle.valid.all()
     assert face_bundle.info["max_faces"] == 1 and face_bundle.info["has_audio"]
     mouth = face_bundle.visual_column("mouth_width")
-    assert np.all((mouth > 0.3) & (mouth < 1.2))  # inner-lip width vs outer eye corners
+    assert np.all((mouth > 0.6) & (mouth < 1.4))  # mouth corners in inter-ocular distances
     yaw = face_bundle.visual_column("yaw") * 90
     assert np.abs(yaw).max() < 15  # a frontal face reads as frontal, frame after frame
+    assert face_bundle.info["scored_track"] == 0 and len(face_bundle.info["tracks"]) == 1
+    boxes = face_bundle.info["boxes"]
+    assert len(boxes) == 60 and all(b is not None and b[2] > b[0] for b in boxes)
     assert np.isfinite(face_bundle.visual).all() and np.isfinite(face_bundle.audio).all()
 
 
@@ -62,7 +72,7 @@ def test_faceless_clip_is_masked_and_warned(extractor, noface_video):
     assert not bundle.valid.any()
     assert not bundle.visual.any()
     assert bundle.info["face_missing_fraction"] == 1.0
-    assert any("no face found in 100%" in w for w in bundle.warnings)
+    assert any("no face found in any frame" in w for w in bundle.warnings)
 
 
 def test_largest_of_several_faces_is_chosen(feat_data):
@@ -74,7 +84,7 @@ def test_largest_of_several_faces_is_chosen(feat_data):
     big = cv2.resize(image[y0:y1, x0:x1], None, fx=1.6, fy=1.6)
     image[20:20 + big.shape[0], 20:20 + big.shape[1]] = big
     backend = create_backend("landmarks")
-    result = backend.process(image)
+    result = backend.start().process(image)
     assert result.n_faces >= 2
     cx = (result.face_box[0] + result.face_box[2]) / 2
     assert cx < 20 + big.shape[1], "the enlarged face (left) should be the one scored"
@@ -86,9 +96,9 @@ def test_faces_are_counted_in_a_clip(tmp_path, feat_data):
     image = image[: image.shape[0] // 2 * 2]
     path = tmp_path / "two.mp4"
     media.write_video(path, np.repeat(image[None], 20, axis=0), 25)
-    bundle = Extractor("landmarks").extract(path)
-    assert bundle.info["max_faces"] >= 2
-    assert any("faces seen" in w for w in bundle.warnings)
+    bundle = Extractor().extract(path)
+    assert bundle.info["max_faces"] >= 2 and len(bundle.info["tracks"]) >= 2
+    assert any("faces seen" in w and "was scored" in w for w in bundle.warnings)
     assert any("no audio" in w for w in bundle.warnings)
 
 
@@ -112,7 +122,7 @@ def test_audio_columns_align_with_video_frames():
     audio = np.zeros(16000 * 2, np.float32)
     audio[640 * 30: 640 * 31] = 0.5 * np.sin(np.arange(640) * 0.3)  # a burst in frame 30
     feats = extract_audio_features(audio, 50, 25, 16000)
-    names = Extractor("landmarks").spec.audio_names
+    names = Extractor().spec.audio_names
     log_rms = feats[:, names.index("log_rms")]
     assert abs(int(np.argmax(log_rms)) - 30) <= 1
     assert feats.shape == (50, len(names))
@@ -140,7 +150,7 @@ def test_bundle_round_trip_without_pickle(tmp_path, face_bundle):
 
 
 def test_cache_turns_a_second_extraction_into_a_lookup(tmp_path, face_video, monkeypatch):
-    extractor = Extractor("landmarks")
+    extractor = Extractor(backend="landmarks")
     cache = FeatureCache(tmp_path / "cache")
     first = cache.get_or_extract(extractor, face_video)
     calls = []
@@ -150,17 +160,17 @@ def test_cache_turns_a_second_extraction_into_a_lookup(tmp_path, face_video, mon
     second = cache.get_or_extract(extractor, copy)
     assert calls == []
     np.testing.assert_array_equal(first.visual, second.visual)
-    assert cache.get(Extractor("landmarks", detect_every=3), face_video) is None
+    assert cache.get(Extractor(backend="landmarks", detect_every=3), face_video) is None
 
 
 def test_unknown_backend_is_a_clear_error():
-    assert "landmarks" in list_backends()
+    assert {"mesh", "landmarks", "pyfeat"} <= set(list_backends())
     with pytest.raises(BackendUnavailable, match="unknown visual backend 'openface'"):
-        Extractor("openface")
+        Extractor(backend="openface")
 
 
 def test_too_short_clip_is_refused_by_the_extractor(tmp_path, extractor):
     path = tmp_path / "short.mp4"
     media.write_video(path, index_frames(6), 25, tone(0.24))
-    with pytest.raises(Exception, match="too short"):
+    with pytest.raises(TooShort, match="short.mp4.*too short"):
         extractor.extract(path)

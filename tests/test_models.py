@@ -15,15 +15,11 @@ from talkface.models import create_model, list_models
 from talkface.models.losses import multitask_loss, smooth_targets
 from talkface.spec import FeatureSpec, tasks_from_names
 
+from helpers import make_spec as spec
+
 TASKS = tasks_from_names(["lip_sync", "visual_quality", "temporal_quality", "overall"])
 SMALL = {"encoder_dim": 16, "num_layers": 2, "num_heads": 2}
 VARIANTS = ["original", "improved"]
-
-
-def spec(dv: int = 7, da: int = 5) -> FeatureSpec:
-    return FeatureSpec(visual_names=tuple(f"v{i}" for i in range(dv)),
-                       audio_names=tuple(f"a{i}" for i in range(da)), backend="test",
-                       backend_version="1")
 
 
 def inputs(b: int = 3, t: int = 12, seed: int = 0):
@@ -35,12 +31,36 @@ def inputs(b: int = 3, t: int = 12, seed: int = 0):
     return visual, audio, mask
 
 
-def test_both_variants_are_registered():
+def test_both_variants_are_registered_and_a_second_registration_is_refused():
+    from talkface.models import register_model
     assert {"original", "improved"} <= set(list_models())
     with pytest.raises(ConfigError, match="unknown model"):
         create_model("nope", spec(), TASKS)
-    with pytest.raises(ConfigError, match="improved"):
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("improved")(type("Other", (torch.nn.Module,), {}))
+
+
+def test_options_are_validated_per_model():
+    with pytest.raises(ConfigError, match="improved.*not_an_option"):
         create_model("improved", spec(), TASKS, not_an_option=1)
+    # an option of the other model is not this model's option
+    with pytest.raises(ConfigError, match="original.*encoder_layers"):
+        create_model("original", spec(), TASKS, encoder_layers=2)
+    with pytest.raises(ConfigError, match="dropout"):
+        create_model("improved", spec(), TASKS, dropout=1.5)
+
+
+def test_visual_tasks_never_see_the_audio():
+    """Changing only the audio cannot move visual or temporal quality (no cross-talk), while it
+    does move lip sync (the test can fail)."""
+    torch.manual_seed(0)
+    model = create_model("improved", spec(), TASKS, **SMALL).eval()
+    visual, audio, mask = inputs()
+    before = model(visual, audio, mask).scores
+    after = model(visual, torch.randn_like(audio) * 3, mask).scores
+    for task in ("visual_quality", "temporal_quality"):
+        torch.testing.assert_close(before[task], after[task], rtol=0, atol=0)
+    assert not torch.allclose(before["lip_sync"], after["lip_sync"])
 
 
 def test_input_sizes_come_from_the_spec():
@@ -76,6 +96,7 @@ def test_improved_scores_lie_in_the_task_range_and_returns_cross_attention():
     assert ((out.scores["overall"] >= 0) & (out.scores["overall"] <= 1)).all()
     assert ((out.scores["mos"] >= 1) & (out.scores["mos"] <= 5)).all()
     assert out.attention["cross"].shape == (3, 12, 12)
+    assert out.attention["av_temporal"].shape == (3, 12)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -174,7 +195,7 @@ def test_checkpoint_with_missing_weights_is_refused(tmp_path):
 # --- the shipped checkpoint ----------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "checkpoints" / "default"
+SHIPPED = ROOT / "talkface" / "checkpoints" / "default"
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
 EXPECTED = ROOT / "tests" / "data" / "expected_scores.json"
 
@@ -206,7 +227,9 @@ def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor(
     assert loaded.meta["model_name"] == "improved"
     assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 2 ** 20
     assert "python -m train" in loaded.meta["command"]
-    loaded.spec.check_compatible(Extractor("landmarks").spec, "checkpoint", "extractor")
+    loaded.spec.check_compatible(Extractor(loaded.spec.extractor).spec, "checkpoint",
+                                 "extractor")
+    assert loaded.spec.backend == "mesh"  # the backend for real footage
 
 
 @pytest.mark.slow
@@ -221,8 +244,17 @@ def test_shipped_checkpoint_reproduces_stored_scores():
         for task, value in scores.items():
             if task == "error":
                 assert actual[name].get("error") == value
+            elif value is None:
+                assert actual[name][task] is None, (name, task)  # not judged stays not judged
             else:
                 assert actual[name][task] == pytest.approx(value, abs=1e-4), (name, task)
+    # behaviour, not only golden numbers: each degradation lowers its own task
+    clean = actual["00_clean.mp4"]
+    assert actual["01_offset.mp4"]["lip_sync"] < clean["lip_sync"]
+    assert actual["04_frozen_mouth.mp4"]["lip_sync"] < clean["lip_sync"]
+    assert actual["03_blur.mp4"]["visual_quality"] < clean["visual_quality"]
+    assert actual["05_crf.mp4"]["visual_quality"] < clean["visual_quality"]
+    assert actual["06_no_audio.mp4"]["lip_sync"] is None
 
 
 if __name__ == "__main__" and "--write-expected" in sys.argv:

@@ -15,11 +15,12 @@ from talkface.checkpoint import load_checkpoint
 from talkface.errors import ConfigError
 from test_data import write_random_dataset
 from train.__main__ import main as train_main
-from train.config import Config, build_config, load_config
+from train.config import CONFIGS as CONFIG_DIR
+from train.config import Config, build_config, config_file, load_config
 from train.loop import train
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
-TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+TINY = config_file("tiny")
 
 
 @pytest.fixture(scope="module")
@@ -28,24 +29,41 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_config_validates(path):
-    cfg = load_config(path)
-    assert isinstance(cfg, Config)
-    assert cfg.model.name in {"original", "improved"}
+def test_every_shipped_config_builds_its_model_and_takes_a_step(path, dataset):
+    """Each config validates, its model builds on real data's spec and one optimizer step gives
+    a finite loss and moves the weights."""
+    from talkface.data import collate, load_dataset
+    from talkface.models import create_model
+    from talkface.models.losses import multitask_loss
+    from train.loop import build_optimizer
+    cfg = load_config(path.stem)  # shipped configs load by name
+    data = load_dataset(dataset)
+    model = create_model(cfg.model.name, data.spec, data.tasks, **cfg.model.kwargs())
+    model.set_normalization(*data.normalization())
+    optimizer = build_optimizer(model, cfg.train)
+    batch = collate([data.dataset("train", cfg.data.crop_frames)[i] for i in range(4)])
+    out = model(batch.visual, batch.audio, batch.mask)
+    targets = {t: batch.targets[:, i] for i, t in enumerate(data.task_names)}
+    loss, _, _ = multitask_loss(model, out, targets, cfg.train.consistency_weight)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_shipped_configs_say_what_the_issue_promises():
-    original = load_config(CONFIGS[0].parent / "original.yaml")
+    original = load_config("original")
     assert (original.train.batch_size, original.train.lr, original.train.optimizer) == (1, 1e-4,
                                                                                        "adam")
-    assert (original.model.name, original.model.encoder_dim, original.model.num_layers) == (
-        "original", 256, 3)
-    optimized = load_config(CONFIGS[0].parent / "optimized.yaml")
+    assert (original.model.name, original.model.kwargs()["encoder_dim"],
+            original.model.kwargs()["num_layers"]) == ("original", 256, 3)
+    optimized = load_config("optimized")
     assert (optimized.train.batch_size, optimized.train.lr, optimized.train.scheduler) == (
         16, 1e-3, "onecycle")
-    assert (optimized.model.name, optimized.model.encoder_dim, optimized.model.num_layers) == (
-        "improved", 512, 4)
-    assert optimized.train.grad_clip and optimized.model.dropout
+    assert (optimized.model.name, optimized.model.kwargs()["encoder_dim"],
+            optimized.model.kwargs()["num_layers"]) == ("improved", 512, 4)
+    assert optimized.train.grad_clip and optimized.model.kwargs()["dropout"]
 
 
 def test_a_typo_key_is_an_error(tmp_path):
@@ -67,14 +85,20 @@ def test_wrong_types_are_errors_not_coerced():
 
 
 def test_overrides_apply_before_validation():
-    cfg = load_config(TINY, ["train.lr=3e-4", "model.encoder_dim=24", "data.tasks=[overall]"],
+    cfg = load_config(TINY, ["train.lr=3e-4", "model.encoder_dim=24", "data.tasks=[overall]",
+                             "model.encoder_layers=null", "model.visual_layers=null"],
                       batch_size=8, model="original")
-    assert cfg.train.lr == pytest.approx(3e-4) and cfg.model.encoder_dim == 24
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.model.kwargs()["encoder_dim"] == 24
     assert cfg.data.tasks == ["overall"] and cfg.model.name == "original"
     with pytest.raises(ConfigError, match="unknown key 'train.lrr'"):
         load_config(TINY, ["train.lrr=1"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(TINY, ["train.lr"])
+    # an option of another model is an error naming the model, not silently ignored
+    with pytest.raises(ConfigError, match="original.*encoder_layers"):
+        load_config(TINY, ["model.name=original"])
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config("nonexistent")
 
 
 def tiny(dataset: Path, out: Path, **overrides) -> Config:
@@ -90,12 +114,17 @@ def test_a_few_cpu_steps_lower_the_loss(dataset, tmp_path):
     assert sum(last.values()) < 0.7 * sum(first.values())
     for key in ("train_loss", "val_loss", "lr", "grad_norm", "task_weights", "val"):
         assert key in lines[0]
-    assert set(lines[0]["val"]["overall"]) == {"mse", "mae", "r2", "pearson", "srcc", "krcc"}
+    assert set(lines[0]["val"]["overall"]) == {"mse", "mae", "r2", "pearson", "srcc", "krcc",
+                                               "n"}
+    assert lines[0]["val"]["overall"]["n"] == 8  # every metric says how many clips it is on
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "metrics.json").exists()
     loaded = load_checkpoint(tmp_path / "best")
     assert loaded.meta["metrics"]["overall"]["mse"] == pytest.approx(
         result["test"]["overall"]["mse"])
     assert loaded.model.visual_std.min() > 0  # normalisation travelled with the weights
+    # the split travelled too: evaluation reads it instead of re-deriving it
+    split = loaded.meta["data"]["split"]
+    assert split["map"]["bundles/clip004.npz"] == "test" and len(split["map"]) == 40
 
 
 def test_resume_after_a_kill_reaches_the_same_final_state(dataset, tmp_path):
@@ -116,7 +145,8 @@ def test_resume_after_a_kill_reaches_the_same_final_state(dataset, tmp_path):
 def test_cli_trains_original_with_batch_size_override(dataset, tmp_path, capsys):
     code = train_main(["--config", str(TINY), "--data", str(dataset), "--output_dir",
                        str(tmp_path), "--model", "original", "--batch_size", "4",
-                       "--set", "train.epochs=1", "--set", "model.encoder_layers=null", "-q"])
+                       "--set", "train.epochs=1", "--set", "model.encoder_layers=null",
+                       "--set", "model.visual_layers=null", "-q"])
     assert code == 0
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 4 and saved["model"]["name"] == "original"

@@ -1,4 +1,4 @@
-"""Training subpackage: `python -m train --config configs/optimized.yaml --data DIR --output_dir
+"""Training subpackage: `python -m train --config optimized --data DIR --output_dir
 runs/NAME`. Imports `talkface`; nothing in `talkface` imports `train`."""
 from .config import Config, load_config
 from .loop import train

@@ -1,4 +1,4 @@
-"""`python -m train --config configs/optimized.yaml --data DIR --output_dir runs/NAME
+"""`python -m train --config optimized --data DIR --output_dir runs/NAME
 [--model original|improved] [--batch_size N] [--epochs N] [--set key=value ...] [--resume]`
 
 Launch with `torchrun --nproc_per_node N -m train ...` for DDP (only rank 0 writes).
@@ -23,7 +23,7 @@ from .loop import train
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="YAML config (configs/*.yaml)")
+    p.add_argument("--config", required=True, help="YAML config: a file, or a shipped config name (optimized, original, tiny)")
     p.add_argument("--data", help="dataset folder with manifest.csv (or the CSV itself)")
     p.add_argument("--output_dir", required=True, help="run folder: config, metrics, checkpoints")
     p.add_argument("--model", help="registered model name (overrides model.name)")

@@ -1,6 +1,6 @@
 """Original vs improved on the same split: `python -m train.compare --data DIR --seeds 3`.
 
-Trains `original` with configs/original.yaml and `improved` with configs/optimized.yaml once per
+Trains `original` with original and `improved` with optimized once per
 seed (the split is fixed by `data.split_seed`; the seed changes initialisation, crops and order),
 scores the test split, and prints mean ± std per task beside the no-learning baseline
 (`talkface.baselines.baseline_scores`, when that module exists) and the relative change in MSE and
@@ -21,7 +21,6 @@ import numpy as np
 
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
-from talkface.features.extract import FeatureBundle
 
 from .config import Config, load_config
 from .loop import train
@@ -34,14 +33,10 @@ SHOWN = ("mse", "r2", "srcc")
 
 def baseline_metrics(data: TalkfaceData) -> tuple[Optional[dict], str]:
     """Test metrics of the no-learning baseline, or (None, why it is missing)."""
-    try:
-        from talkface.baselines import baseline_scores
-    except ImportError as err:
-        return None, f"no-learning baseline skipped: talkface.baselines is missing ({err})"
+    from talkface.baselines import baseline_scores
     clips, names = data.splits["test"], data.task_names
     try:
-        scores = [baseline_scores(FeatureBundle(c.visual, c.audio, c.valid, data.spec))
-                  for c in clips]
+        scores = [baseline_scores(c.bundle(data.spec)) for c in clips]
     except Exception as err:  # noqa: BLE001 - e.g. a legacy spec without named columns
         return None, f"no-learning baseline skipped: {type(err).__name__}: {err}"
     targets = np.stack([c.targets for c in clips])
@@ -101,8 +96,8 @@ def markdown(summary: dict, baseline: Optional[dict], note: str, seeds: list[int
 def run_compare(data_path: str, seeds: list[int], out: Path, original: Config,
                 improved: Config) -> dict:
     d = improved.data
-    data = load_dataset(data_path, d.tasks, d.backend, d.cache_dir, d.split_by, d.val_fraction,
-                        d.test_fraction, d.split_seed, d.workers, progress=True)
+    data = load_dataset(data_path, d.tasks, d.features, d.cache_dir, d.split_by,
+                        d.val_fraction, d.test_fraction, d.split_seed, d.workers, progress=True)
     if not data.splits["test"]:
         raise TalkfaceError(f"{data_path}: the test split is empty")
     runs: dict[str, list[dict]] = {"original": [], "improved": []}
@@ -131,8 +126,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--output_dir", default="runs/compare")
-    p.add_argument("--original", default="configs/original.yaml")
-    p.add_argument("--improved", default="configs/optimized.yaml")
+    p.add_argument("--original", default="original")
+    p.add_argument("--improved", default="optimized")
     p.add_argument("--epochs", type=int, help="epochs for both (default: each config's)")
     p.add_argument("--set", dest="both", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--set_original", action="append", default=[], metavar="KEY=VALUE")

@@ -1,7 +1,7 @@
 """Typed training configs: YAML -> `Config`, validated strictly (unknown keys and wrong types are
 errors, not silently ignored), with command-line overrides applied *before* validation.
 
-    cfg = load_config("configs/optimized.yaml", overrides=["train.lr=3e-4"],
+    cfg = load_config("optimized", overrides=["train.lr=3e-4"],
                       data="data/synth", output_dir="runs/a")
 
 Input sizes are not configurable here: they come from the data's FeatureSpec.
@@ -13,34 +13,46 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from talkface.errors import ConfigError
+from talkface.models.registry import model_options
+from talkface.spec import ExtractorConfig
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ModelConfig(BaseModel):
-    """Architecture; fields left unset take the model's own defaults."""
+    """`name` of a registered model plus its options, validated against that model's own
+    `Options` (an option another model has, or a typo, is an error); unset options take the
+    model's defaults."""
 
-    model_config = STRICT
+    model_config = ConfigDict(extra="allow", strict=True)
     name: str = "improved"
-    encoder_dim: Optional[int] = Field(None, gt=0)
-    num_layers: Optional[int] = Field(None, gt=0)
-    num_heads: Optional[int] = Field(None, gt=0)
-    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
-    encoder_layers: Optional[int] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_options(self) -> "ModelConfig":
+        try:
+            model_options(self.name, self.options())
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def options(self) -> dict:
+        """The options set here; `null` means "the model's default" (e.g. to drop an option of
+        another model from a shared config)."""
+        return {k: v for k, v in (self.model_extra or {}).items() if v is not None}
 
     def kwargs(self) -> dict:
-        """Keyword arguments for `create_model` (the name and unset fields left out)."""
-        return self.model_dump(exclude={"name"}, exclude_none=True)
+        """Keyword arguments for `create_model`: every option, defaults filled in."""
+        return model_options(self.name, self.options())
 
 
 class DataConfig(BaseModel):
     model_config = STRICT
     path: Optional[str] = None
     tasks: Optional[list[str]] = None
-    backend: str = "landmarks"
+    features: ExtractorConfig = Field(default_factory=ExtractorConfig)
     cache_dir: Optional[str] = None
     split_by: str = "auto"
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
@@ -130,11 +142,25 @@ def build_config(raw: dict, overrides: Optional[list[str]] = None, source: str =
         raise ConfigError(f"{source}: {_explain(err)}") from None
 
 
+CONFIGS = Path(__file__).with_name("configs")  # the shipped configs
+
+
+def config_file(name: str | Path) -> Path:
+    """A YAML path, or the name of a shipped config ('optimized', 'tiny', ...)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIGS / f"{name}.yaml"
+    if path.suffix == "" and shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"{name}: no such config file, and not a shipped config ({known})")
+
+
 def load_config(path: str | Path, overrides: Optional[list[str]] = None, **shortcuts) -> Config:
-    """Read a YAML config, apply overrides and shortcuts, validate."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config")
+    """Read a YAML config (a path or a shipped config's name), apply overrides and shortcuts,
+    validate."""
+    path = config_file(path)
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")

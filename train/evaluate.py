@@ -2,8 +2,8 @@
 
 Writes `report.json` (per-task and mean MSE, MAE, R2, Pearson, SRCC, KRCC) and `report.html`
 (plotly predicted-vs-true scatter per task, and the training curves when a `metrics.jsonl` sits
-next to the checkpoint). The split is the manifest's `test` split when it has a `split` column,
-else every clip (`--split` chooses).
+next to the checkpoint). Clips are split by the file -> split map stored in the checkpoint when it
+was trained, so "test" is exactly what it never saw (`--split` chooses).
 """
 from __future__ import annotations
 
@@ -17,51 +17,50 @@ from typing import Optional
 import pandas as pd
 
 from talkface.checkpoint import LoadedModel, load_checkpoint
-from talkface.data import Clip, ClipDataset, TalkfaceData, load_dataset, read_manifest
-from talkface.errors import TalkfaceError
+import numpy as np
 
-from .loop import predict
-from .metrics import METRIC_NAMES, task_metrics
+from talkface.data import TalkfaceData, load_dataset
+from talkface.errors import TalkfaceError
+from talkface.predict import Clip, predict_arrays
+
+from .loop import metrics_of
+from .metrics import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
 
 def load_eval_data(data: str, loaded: LoadedModel, cache_dir: Optional[str] = None,
-                   workers: int = 1, split_by: Optional[str] = None) -> TalkfaceData:
-    """The dataset with the checkpoint's tasks, extracted with the checkpoint's backend; refuses
-    features whose spec differs from the checkpoint's. `split_by` defaults to the split the
-    checkpoint was trained with (recorded in its metadata), so "test" means its held-out clips."""
-    frame, _ = read_manifest(data)
-    split_by = split_by or loaded.meta.get("data", {}).get("split_by")
-    if split_by in (None, "auto", "split"):
-        split_by = "split" if "split" in frame.columns else "row"
-        fractions = (0.0, 0.0)
-    else:
-        fractions = (0.15, 0.15)  # the training defaults (train.config.DataConfig)
-    dataset = load_dataset(data, [t.name for t in loaded.tasks], loaded.spec.backend, cache_dir,
-                           split_by, *fractions, workers=workers, progress=True)
+                   workers: int = 1) -> TalkfaceData:
+    """The dataset with the checkpoint's tasks, extracted with the checkpoint's own feature
+    settings, split by the checkpoint's file -> split map (stored at training time): "test" is
+    what the checkpoint never saw. Clips the map does not name are unseen, hence test."""
+    split_map = ((loaded.meta.get("data") or {}).get("split") or {}).get("map")
+    dataset = load_dataset(data, [t.name for t in loaded.tasks], loaded.spec.extractor,
+                           cache_dir, workers=workers, progress=True,
+                           split_map=split_map or {})
     loaded.spec.check_compatible(dataset.spec, "checkpoint", "dataset's features")
     return dataset
 
 
 def clips_for(data: TalkfaceData, split: str) -> list[Clip]:
-    if split == "auto":
-        split = "test" if data.splits["test"] else "all"
     if split == "all":
         return [c for s in ("train", "val", "test") for c in data.splits[s]]
     return data.splits[split]
 
 
 def evaluate_clips(loaded: LoadedModel, clips: list[Clip], batch_size: int = 8) -> dict:
-    """-> {"metrics": {task: {...}, "mean": {...}}, "predictions": [{file, task: (pred, true)}]}"""
-    preds, targets = predict(loaded.model, ClipDataset(clips), batch_size)
+    """-> {"metrics": {task: {...}, "mean": {...}}, "predictions": [{file, task: (pred, true)}]}
+    on the scores users get (`talkface.predict`)."""
+    preds, targets = predict_arrays(loaded.model, clips, batch_size)
     names = [t.name for t in loaded.tasks]
-    metrics = task_metrics({t: preds[:, i] for i, t in enumerate(names)},
-                           {t: targets[:, i] for i, t in enumerate(names)})
-    rows = [{"file": c.file, **{f"{t}_pred": float(preds[j, i]) for i, t in enumerate(names)},
-             **{f"{t}_true": float(targets[j, i]) for i, t in enumerate(names)}}
+    rows = [{"file": c.file, **{f"{t}_pred": _num(preds[j, i]) for i, t in enumerate(names)},
+             **{f"{t}_true": _num(targets[j, i]) for i, t in enumerate(names)}}
             for j, c in enumerate(clips)]
-    return {"metrics": metrics, "predictions": rows}
+    return {"metrics": metrics_of(names, preds, targets), "predictions": rows}
+
+
+def _num(x: float) -> Optional[float]:
+    return float(x) if np.isfinite(x) else None
 
 
 def find_training_log(checkpoint: Path) -> Optional[Path]:
@@ -116,14 +115,12 @@ def html_report(result: dict, loaded: LoadedModel, log_path: Optional[Path]) -> 
         "</body></html>"
 
 
-def evaluate(checkpoint: str, data: str, out: Optional[str] = None, split: str = "auto",
-             cache_dir: Optional[str] = None, workers: int = 1,
-             split_by: Optional[str] = None) -> dict:
+def evaluate(checkpoint: str, data: str, out: Optional[str] = None, split: str = "test",
+             cache_dir: Optional[str] = None, workers: int = 1) -> dict:
     """Score `data` with `checkpoint`; writes report.json + report.html into `out`."""
     loaded = load_checkpoint(checkpoint)
-    dataset = load_eval_data(data, loaded, cache_dir, workers, split_by)
-    chosen = "test" if split == "auto" and dataset.splits["test"] else \
-        "all" if split == "auto" else split
+    dataset = load_eval_data(data, loaded, cache_dir, workers)
+    chosen = split
     clips = clips_for(dataset, chosen)
     if not clips:
         raise TalkfaceError(f"{data}: the {chosen} split has no clips")
@@ -143,16 +140,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (or its model file)")
     p.add_argument("--data", required=True, help="dataset folder with manifest.csv")
     p.add_argument("--out", help="report folder (default runs/eval/<checkpoint name>)")
-    p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"])
-    p.add_argument("--split_by", help="how to split the manifest (default: as the checkpoint "
-                   "was trained: its metadata's data.split_by)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="which clips, by the checkpoint's own split map (default: test, the "
+                        "clips it never saw)")
     p.add_argument("--cache_dir", help="feature cache (default $TALKFACE_CACHE)")
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         result = evaluate(args.checkpoint, args.data, args.out, args.split, args.cache_dir,
-                          args.workers, args.split_by)
+                          args.workers)
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

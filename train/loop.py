@@ -34,6 +34,7 @@ from talkface.data import TalkfaceData, collate, load_dataset
 from talkface.errors import ConfigError
 from talkface.models import TalkfaceModel, create_model
 from talkface.models.losses import multitask_loss, smooth_targets
+from talkface.predict import predict_arrays
 
 from .config import Config, save_config
 from .metrics import HIGHER_IS_BETTER, task_metrics
@@ -143,30 +144,19 @@ def train_one_epoch(model, raw: TalkfaceModel, dataset, batches, optimizer, sche
             "grad_norm": float(np.mean(norms)), "grad_norm_max": float(np.max(norms))}
 
 
-@torch.no_grad()
-def predict(model: TalkfaceModel, dataset, batch_size: int = 8,
-            device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Full-length predictions over a dataset -> (preds (N, K), targets (N, K)) in task order."""
-    was_training = model.training
-    model.eval()
-    preds, targets = [], []
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = batch.to(device)
-        scores = model(batch.visual, batch.audio, batch.mask).scores
-        preds.append(torch.stack([scores[t].float() for t in model.task_names], -1).cpu())
-        targets.append(batch.targets.cpu())
-    model.train(was_training)
-    return torch.cat(preds).numpy(), torch.cat(targets).numpy()
-
-
 def split_metrics(model: TalkfaceModel, data: TalkfaceData, split: str, cfg: Config,
                   device) -> dict:
-    """Per-task metrics (and "mean") on one split, plus its plain mean-MSE loss."""
+    """Per-task metrics (and "mean") on one split, computed on the scores users get
+    (`talkface.predict.predict_arrays`: clipped to each task's range, unjudged tasks left out)."""
     if not data.splits[split]:
         return {}
-    preds, targets = predict(model, data.dataset(split), cfg.train.eval_batch_size, device)
-    names = model.task_names
+    preds, targets = predict_arrays(model, data.splits[split], cfg.train.eval_batch_size,
+                                    device)
+    return metrics_of(model.task_names, preds, targets)
+
+
+def metrics_of(names: list[str], preds: np.ndarray, targets: np.ndarray) -> dict:
+    """(N, K) predictions and targets in task order -> {task: metrics, "mean": ...}."""
     return task_metrics({t: preds[:, i] for i, t in enumerate(names)},
                         {t: targets[:, i] for i, t in enumerate(names)})
 
@@ -227,11 +217,12 @@ def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "") -
     torch.manual_seed(cfg.train.seed)
     if data is None:
         d = cfg.data
-        data = load_dataset(d.path, d.tasks, d.backend, d.cache_dir, d.split_by, d.val_fraction,
-                            d.test_fraction, d.split_seed, d.workers, progress=rt.main)
+        data = load_dataset(d.path, d.tasks, d.features, d.cache_dir, d.split_by,
+                            d.val_fraction, d.test_fraction, d.split_seed, d.workers,
+                            progress=rt.main)
     if not data.splits["train"]:
         raise ConfigError(f"{data.source}: the train split is empty")
-    log.info("data: %s", data.describe())
+    log.info("data: %s", data.describe(split_map=False))
 
     raw = create_model(cfg.model.name, data.spec, data.tasks, **cfg.model.kwargs())
     raw.set_normalization(*data.normalization("train"))

@@ -19,7 +19,9 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
     pred, true = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
     if pred.shape != true.shape:
         raise ValueError(f"pred has {pred.size} values, true has {true.size}")
-    keep = np.isfinite(true)  # unlabelled samples (NaN targets) are left out
+    # unlabelled samples (NaN targets) and clips the scorer does not judge (NaN predictions, e.g.
+    # lip sync without speech) are left out; `n` in `regression_metrics` says how many remain
+    keep = np.isfinite(true) & np.isfinite(pred)
     return pred[keep], true[keep]
 
 
@@ -93,14 +95,16 @@ FUNCTIONS = {"mse": mse, "mae": mae, "r2": r2, "pearson": pearson, "srcc": srcc,
 
 
 def regression_metrics(pred, true) -> dict[str, float]:
-    """All six metrics for one task."""
-    return {name: fn(pred, true) for name, fn in FUNCTIONS.items()}
+    """All six metrics for one task, and `n`: the number of clips they were computed on."""
+    return {**{name: fn(pred, true) for name, fn in FUNCTIONS.items()},
+            "n": int(_pair(pred, true)[0].size)}
 
 
 def task_metrics(preds: dict[str, np.ndarray], trues: dict[str, np.ndarray]) -> dict[str, dict]:
     """{task: metrics} plus "mean": the average of each metric over tasks (NaNs skipped)."""
     out = {task: regression_metrics(preds[task], trues[task]) for task in trues}
     out["mean"] = {name: _nanmean([m[name] for m in out.values()]) for name in METRIC_NAMES}
+    out["mean"]["n"] = max((m["n"] for t, m in out.items() if t != "mean"), default=0)
     return out
 
 

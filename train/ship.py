@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from talkface.checkpoint import load_checkpoint, save_checkpoint
-from talkface.data import load_dataset
 
 from .compare import baseline_metrics
+from .evaluate import evaluate_clips, load_eval_data
 
 METRICS = ("mse", "r2", "srcc", "pearson")
 
@@ -78,7 +78,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="training run folder (with best/ and metrics.json)")
     p.add_argument("--data", required=True, help="the dataset the run was trained on")
-    p.add_argument("--split_by", default="auto", help="the split the run used")
     p.add_argument("--out", default="checkpoints/default")
     p.add_argument("--command", required=True, help="the training command, for the card")
     p.add_argument("--notes", help="markdown file appended to the card")
@@ -86,14 +85,16 @@ def main(argv=None) -> int:
     run = Path(args.run)
     loaded = load_checkpoint(run / "best")
     result = json.loads((run / "metrics.json").read_text())
-    data = load_dataset(args.data, split_by=args.split_by)
-    loaded.spec.check_compatible(data.spec)
+    data = load_eval_data(args.data, loaded)  # the run's own split map
+    test = evaluate_clips(loaded, data.splits["test"])["metrics"]  # the scores users get
     base, note = baseline_metrics(data)
     manifest = pd.read_csv(Path(args.data) / "manifest.csv")
     notes = Path(args.notes).read_text() if args.notes else ""
-    card = build_card(loaded, result, manifest, base, args.split_by, args.command, notes)
-    save_checkpoint(args.out, loaded.model, loaded.meta["model_config"], metrics=result["test"],
-                    data={**result["data"], "split_by": args.split_by, "metrics_split": "test",
+    split_by = (loaded.meta.get("data") or {}).get("split", {}).get("split_by", "auto")
+    card = build_card(loaded, {**result, "test": test}, manifest, base, split_by, args.command,
+                      notes)
+    save_checkpoint(args.out, loaded.model, loaded.meta["model_config"], metrics=test,
+                    data={**loaded.meta.get("data", {}), "metrics_split": "test",
                           "val_metrics": result["val"], "baseline_test_metrics": base,
                           "label_version": str(manifest.label_version.iloc[0])},
                     command=args.command, card=card)

@@ -2,8 +2,8 @@
 
 One vector per video frame: the analysis hop is sample_rate / fps (640 samples at 16 kHz, 25 fps)
 and frames are centred, so audio frame k describes the instant of video frame k. Columns: log-mel
-bands, MFCCs with deltas, log RMS energy, spectral flux (onset strength), spectral centroid and
-zero-crossing rate.
+bands, MFCCs with deltas, loudness (`talkface.measures.loudness_db`), spectral flux (onset
+strength), spectral centroid and zero-crossing rate.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Optional
 
 import librosa
 import numpy as np
+
+from ..measures import loudness_db
 
 N_MELS = 40
 N_MFCC = 13
@@ -22,25 +24,20 @@ def audio_config(fps: float, sample_rate: int) -> dict:
             "hop": int(round(sample_rate / fps)), "librosa_major": librosa.__version__.split(".")[0]}
 
 
-def audio_feature_names() -> tuple[list[str], dict[str, tuple[int, int]]]:
-    groups = [("logmel", [f"logmel_{i:02d}" for i in range(N_MELS)]),
-              ("mfcc", [f"mfcc_{i:02d}" for i in range(N_MFCC)]),
-              ("mfcc_delta", [f"mfcc_delta_{i:02d}" for i in range(N_MFCC)]),
-              ("energy", ["log_rms", "spectral_flux", "spectral_centroid", "zcr"])]
-    names, spans, start = [], {}, 0
-    for group, cols in groups:
-        names += cols
-        spans[group] = (start, start + len(cols))
-        start += len(cols)
-    return names, spans
+def audio_feature_names() -> list[tuple[str, list[str]]]:
+    """Ordered (group, column names) of the audio features."""
+    return [("logmel", [f"logmel_{i:02d}" for i in range(N_MELS)]),
+            ("mfcc", [f"mfcc_{i:02d}" for i in range(N_MFCC)]),
+            ("mfcc_delta", [f"mfcc_delta_{i:02d}" for i in range(N_MFCC)]),
+            ("energy", ["log_rms", "spectral_flux", "spectral_centroid", "zcr"])]
 
 
 def extract_audio_features(audio: Optional[np.ndarray], n_frames: int, fps: float,
                            sample_rate: int) -> np.ndarray:
     """(N,) float32 mono -> (n_frames, D) float32. Missing or silent audio gives finite values."""
-    names, _ = audio_feature_names()
+    width = sum(len(cols) for _, cols in audio_feature_names())
     if audio is None or audio.size == 0:
-        return np.zeros((n_frames, len(names)), np.float32)
+        return np.zeros((n_frames, width), np.float32)
     hop = int(round(sample_rate / fps))
     y = np.asarray(audio, np.float32)
     y = np.pad(y, (0, max(0, n_frames * hop - y.size)))[: n_frames * hop + N_FFT]
@@ -51,8 +48,7 @@ def extract_audio_features(audio: Optional[np.ndarray], n_frames: int, fps: floa
     mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=N_MFCC)
     delta = librosa.feature.delta(mfcc, width=3, mode="nearest") if mfcc.shape[1] >= 3 \
         else np.zeros_like(mfcc)
-    rms = librosa.feature.rms(y=y, frame_length=N_FFT, hop_length=hop)
-    log_rms = 20 * np.log10(np.maximum(rms, 1e-5))
+    log_rms = loudness_db(y, n_frames, hop)[None, :]
     flux = librosa.onset.onset_strength(S=logmel, sr=sample_rate)[None, :]
     centroid = librosa.feature.spectral_centroid(y=y, sr=sample_rate, n_fft=N_FFT,
                                                  hop_length=hop) / (sample_rate / 2)
@@ -62,13 +58,3 @@ def extract_audio_features(audio: Optional[np.ndarray], n_frames: int, fps: floa
     feats = np.concatenate([c[:, :n] for c in cols], axis=0).T
     feats = np.pad(feats, ((0, max(0, n_frames - n)), (0, 0)), mode="edge")[:n_frames]
     return np.nan_to_num(feats.astype(np.float32))
-
-
-def envelope(audio: Optional[np.ndarray], n_frames: int, fps: float, sample_rate: int) -> np.ndarray:
-    """Per-frame RMS energy (linear), the speech envelope used for sync estimation. (n_frames,)"""
-    if audio is None or audio.size == 0:
-        return np.zeros(n_frames, np.float32)
-    hop = int(round(sample_rate / fps))
-    y = np.pad(np.asarray(audio, np.float32), (0, max(0, n_frames * hop - audio.size)))
-    rms = librosa.feature.rms(y=y, frame_length=2 * hop, hop_length=hop)[0]
-    return np.pad(rms, (0, max(0, n_frames - rms.size)))[:n_frames].astype(np.float32)

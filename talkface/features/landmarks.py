@@ -3,37 +3,29 @@
 dlib's HOG frontal face detector runs every `detect_every` frames; in between, the face is
 tracked by re-fitting the 68-point shape predictor (shipped in the `face-recognition-models`
 package, iBUG 300-W layout) inside the box of the previous frame's landmarks. With several faces
-the largest is chosen and then followed by box overlap. Head pose comes from `cv2.solvePnP` on six
-landmarks against a generic 3D face.
+the largest is chosen and then followed by box overlap. Head pose comes from landmark ratios
+(`head_pose`). Frames are analysed at the extractor's `max_side`, so small faces in large frames
+are missed: the `mesh` backend is the one for real footage.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
+import threading
 from typing import Optional
 
 import cv2
 import numpy as np
 
-from ..errors import BackendUnavailable
-from .base import Box, FrameResult, VisualBackend, choose_face, register_backend
+from ..faces.models import dlib_model
+from .base import Box, FrameResult, FrameSession, VisualBackend, choose_face, register_backend
+from .image_stats import CropStats
 
 GEOMETRY = ["mouth_open", "mouth_width", "mouth_aspect", "jaw_drop", "ear_left", "ear_right",
             "yaw", "pitch", "roll", "face_x", "face_y", "face_size"]
 MOTION = ["landmark_velocity", "mouth_velocity", "head_velocity"]
 
 def shape_predictor_path() -> str:
-    """Path of dlib's 68-point model inside the face-recognition-models package (located without
-    importing it: its __init__ needs pkg_resources, which new setuptools no longer ships)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable("the 'landmarks' backend needs the face-recognition-models "
-                                 "package (pip install face-recognition-models)")
-    path = os.path.join(spec.submodule_search_locations[0], "models",
-                        "shape_predictor_68_face_landmarks.dat")
-    if not os.path.exists(path):
-        raise BackendUnavailable(f"68-point shape predictor not found at {path}")
-    return path
+    """dlib's 68-point model, shipped in the face-recognition-models package."""
+    return str(dlib_model("shape_predictor_68_face_landmarks.dat"))
 
 
 def _eye_aspect_ratio(p: np.ndarray) -> float:
@@ -99,6 +91,7 @@ def _mouth_box(pts: np.ndarray) -> Box:
 class LandmarkBackend(VisualBackend):
     name = "landmarks"
     version = "1"
+    frame_kind = "rgb"
 
     def __init__(self, detect_every: int = 5, detect_max_side: int = 512,
                  upsample: int = 0, min_score: float = 0.3, detect_face_px: int = 120) -> None:
@@ -109,12 +102,18 @@ class LandmarkBackend(VisualBackend):
         # HOG scores near 0 are mostly textures that look face-like (badges, posters)
         self.min_score = float(min_score)
         self.detect_face_px = int(detect_face_px)
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(shape_predictor_path())
         self._dlib = dlib
-        self.reset()
+        self._predictor_path = shape_predictor_path()
+        self._local = threading.local()  # dlib's models are not documented as thread-safe
 
-    def config(self) -> dict:
+    def models(self):
+        """(HOG detector, 68-point predictor) of the calling thread."""
+        if not hasattr(self._local, "models"):
+            self._local.models = (self._dlib.get_frontal_face_detector(),
+                                  self._dlib.shape_predictor(self._predictor_path))
+        return self._local.models
+
+    def options(self) -> dict:
         return {"detect_every": self.detect_every, "detect_max_side": self.detect_max_side,
                 "upsample": self.upsample, "min_score": self.min_score,
                 "detect_face_px": self.detect_face_px}
@@ -124,9 +123,19 @@ class LandmarkBackend(VisualBackend):
 
     def columns(self) -> list[tuple[str, list[str]]]:
         lm = [f"lm_x_{i:02d}" for i in range(68)] + [f"lm_y_{i:02d}" for i in range(68)]
-        return [("landmarks", lm), ("geometry", list(GEOMETRY)), ("motion", list(MOTION))]
+        return [("landmarks", lm), ("geometry", list(GEOMETRY)), ("motion", list(MOTION))] \
+            + CropStats.columns()
 
-    def reset(self) -> None:
+    def start(self) -> "LandmarkSession":
+        return LandmarkSession(self)
+
+
+class LandmarkSession(FrameSession):
+    """One clip's tracking state for `LandmarkBackend`."""
+
+    def __init__(self, backend: LandmarkBackend) -> None:
+        super().__init__(backend)
+        self.detector, self.predictor = backend.models()
         self._frame_index = 0
         self._box: Optional[Box] = None
         self._n_faces = 0
@@ -134,22 +143,23 @@ class LandmarkBackend(VisualBackend):
         self._prev_geo: Optional[np.ndarray] = None
 
     def _detect(self, gray: np.ndarray) -> list[Box]:
-        scale = min(1.0, self.detect_max_side / max(gray.shape))
+        b = self.backend
+        scale = min(1.0, b.detect_max_side / max(gray.shape))
         if self._box is not None:
             # HOG finds faces from 80 px up: while tracking a big face, look at a smaller image
             # in which that face is still ~120 px wide (4x fewer pixels for a 240 px face)
             width = self._box[2] - self._box[0]
-            scale = min(scale, max(self.detect_face_px / max(width, 1.0), 0.25))
+            scale = min(scale, max(b.detect_face_px / max(width, 1.0), 0.25))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
             if scale < 1 else gray
-        rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
+        rects, scores, _ = self.detector.run(small, b.upsample, b.min_score)
         return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
                 for r in rects]
 
     def process(self, frame: np.ndarray) -> FrameResult:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape
-        if self._frame_index % self.detect_every == 0 or self._box is None:
+        if self._frame_index % self.backend.detect_every == 0 or self._box is None:
             boxes = self._detect(gray)
             self._n_faces = len(boxes)
             chosen = choose_face(boxes, self._box)
@@ -159,8 +169,8 @@ class LandmarkBackend(VisualBackend):
             self._prev = self._prev_geo = None
             return FrameResult(None, n_faces=0)
         x0, y0, x1, y1 = self._box
-        rect = self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
-        shape = self._predictor(gray, rect)
+        shape = self.predictor(gray, self.backend._dlib.rectangle(int(x0), int(y0), int(x1),
+                                                                  int(y1)))
         pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
         box = _landmark_box(pts)
         self._box = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]),

@@ -31,7 +31,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import BackendUnavailable, ConfigError
-from .base import Box, FrameResult, VisualBackend, choose_face, register_backend
+from .base import Box, FrameResult, FrameSession, VisualBackend, choose_face, register_backend
+from .image_stats import CropStats
 from .landmarks import _landmark_box, _mouth_box
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class PyFeatBackend(VisualBackend):
 
     name = "pyfeat"
     version = "1"
+    frame_kind = "rgb"
 
     def __init__(self, face_model: str = DEFAULT_MODELS["face_model"],
                  landmark_model: str = DEFAULT_MODELS["landmark_model"],
@@ -149,7 +151,6 @@ class PyFeatBackend(VisualBackend):
         self._feat = _import_feat(threads)
         self._detector = self._build_detector()
         self._columns: Optional[list[tuple[str, list[str]]]] = None
-        self.reset()
 
     def _build_detector(self):
         import torch
@@ -173,7 +174,7 @@ class PyFeatBackend(VisualBackend):
             torch.set_grad_enabled(grad)
         return detector
 
-    def config(self) -> dict:
+    def options(self) -> dict:
         return {**self.models, "face_detection_threshold": self.face_detection_threshold,
                 "landmarks": "relative to the face box"}
 
@@ -184,7 +185,7 @@ class PyFeatBackend(VisualBackend):
     def columns(self) -> list[tuple[str, list[str]]]:
         """py-feat's column names, read from its output on a blank probe image (run once)."""
         if self._columns is None:
-            table, _ = self._detect(np.full((96, 96, 3), 127, np.uint8))
+            table, _ = self.detect(np.full((96, 96, 3), 127, np.uint8))
             self._columns = self._group(list(table.columns))
             names = [n for _, cols in self._columns for n in cols]
             self._index = table.columns.get_indexer(names)
@@ -192,7 +193,12 @@ class PyFeatBackend(VisualBackend):
             landmarks = self._landmark_names()
             self._x_pos = np.array([position[n] for n in landmarks[:68]])
             self._y_pos = np.array([position[n] for n in landmarks[68:]])
-        return [(g, list(cols)) for g, cols in self._columns]
+        return [(g, list(cols)) for g, cols in self._columns] + CropStats.columns()
+
+    def start(self) -> "PyFeatSession":
+        if self._columns is None:
+            self.columns()  # builds the column index
+        return PyFeatSession(self)
 
     def _landmark_names(self) -> list[str]:
         from feat.utils import openface_2d_landmark_columns
@@ -214,10 +220,7 @@ class PyFeatBackend(VisualBackend):
         order = {c: i for i, c in enumerate(table_columns)}  # py-feat's own column order
         return sorted(groups, key=lambda g: order[g[1][0]] if g[1] else len(order))
 
-    def reset(self) -> None:
-        self._box: Optional[Box] = None
-
-    def _detect(self, frame: np.ndarray):
+    def detect(self, frame: np.ndarray):
         """(H, W, 3) uint8 RGB -> (py-feat's per-face table, number of faces found)."""
         import torch
         image = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"])).permute(2, 0, 1)[None]
@@ -231,10 +234,18 @@ class PyFeatBackend(VisualBackend):
         found = int((~torch.isnan(faces[0]["boxes"]).any(dim=1)).sum())
         return det.forward(faces, batch), found
 
+
+
+class PyFeatSession(FrameSession):
+    """One clip's face-following state for `PyFeatBackend`."""
+
+    def __init__(self, backend: PyFeatBackend) -> None:
+        super().__init__(backend)
+        self._box: Optional[Box] = None
+
     def process(self, frame: np.ndarray) -> FrameResult:
-        if self._columns is None:
-            self.columns()  # builds the column index
-        table, found = self._detect(frame)
+        b = self.backend
+        table, found = b.detect(frame)
         if found == 0:
             self._box = None
             return FrameResult(None, n_faces=0)
@@ -242,14 +253,14 @@ class PyFeatBackend(VisualBackend):
         boxes = [(x, y, x + w, y + h) for x, y, w, h in rects[:found].tolist()]
         i = choose_face(boxes, self._box)
         row = table.to_numpy(np.float32)[i]
-        values = row[self._index]
-        pts = np.stack([values[self._x_pos], values[self._y_pos]], axis=1)
+        values = row[b._index]
+        pts = np.stack([values[b._x_pos], values[b._y_pos]], axis=1)
         if not np.isfinite(pts).all():
             self._box = None
             return FrameResult(None, n_faces=found)
         self._box = boxes[i]
         x0, y0, x1, y1 = boxes[i]
-        values[self._x_pos] = (pts[:, 0] - x0) / max(x1 - x0, 1.0)
-        values[self._y_pos] = (pts[:, 1] - y0) / max(y1 - y0, 1.0)
+        values[b._x_pos] = (pts[:, 0] - x0) / max(x1 - x0, 1.0)
+        values[b._y_pos] = (pts[:, 1] - y0) / max(y1 - y0, 1.0)
         return FrameResult(values, face_box=_landmark_box(pts), mouth_box=_mouth_box(pts),
                            n_faces=found)

@@ -1,15 +1,20 @@
 """`improved`: the multi-task model talkface ships.
 
-    visual (B,T,Dv) -> ModalityEncoder --\                        /-> attention pool --\
-                                          cross attention (v<->a) -> 4-layer Transformer -> avg pool -> heads
-    audio  (B,T,Da) -> ModalityEncoder --/   + sinusoidal time     \-> max pool -------/
+    visual (B,T,Dv) -> ModalityEncoder -> visual Transformer -> pools -> visual heads
+                                                |                  \
+                                                v                   v
+    audio  (B,T,Da) -> ModalityEncoder -> cross attention (v<->a) -> AV Transformer -> pools
+                                                                    -> audio-visual heads
 
 - Per-modality encoders: 3 Linear-GELU-Dropout layers with a residual linear projection of the
   input and a LayerNorm. Each frame's input is its normalised features and their change from the
   previous frame (zero where either frame is masked): shake, freezes, flicker and mouth motion
   are frame-to-frame changes, which a frame-wise encoder could not otherwise see.
-- Audio-visual cross attention: video frames attend to audio frames and audio frames to video
-  frames (both residual + LayerNorm); the video-to-audio map is returned for display.
+- Two branches. The visual branch (a Transformer over the visual frames only) feeds the tasks
+  whose TaskSpec says `inputs="visual"` (visual and temporal quality): no audio reaches them, so
+  shifting or swapping the audio cannot move those scores. The audio-visual branch (video frames
+  attending to audio frames and back, then a Transformer) feeds the other tasks (lip sync,
+  overall) together with the visual branch's summary.
 - Temporal attention pooling, masked mean and masked max, concatenated, feed one MLP head per task
   with a sigmoid mapped into the task's [low, high] range.
 - Learned task weights: homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018),
@@ -25,6 +30,7 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
@@ -98,6 +104,12 @@ def with_deltas(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, delta], dim=-1)
 
 
+def _transformer(dim: int, heads: int, dropout: float, layers: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True,
+                                       activation="gelu", norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T, D), (B, T) -> (B, D) max over valid frames (0 for a clip with none)."""
     filled = x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min)
@@ -106,24 +118,35 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @register_model("improved")
 class ImprovedModel(TalkfaceModel):
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        encoder_dim: int = Field(512, gt=0)
+        num_layers: int = Field(4, gt=0)  # audio-visual Transformer
+        visual_layers: int = Field(2, gt=0)  # visual-only Transformer
+        num_heads: int = Field(8, gt=0)
+        dropout: float = Field(0.1, ge=0.0, lt=1.0)
+        encoder_layers: int = Field(3, gt=0)
+
     def __init__(self, spec: FeatureSpec, tasks: list[TaskSpec], encoder_dim: int = 512,
-                 num_layers: int = 4, num_heads: int = 8, dropout: float = 0.1,
-                 encoder_layers: int = 3) -> None:
+                 num_layers: int = 4, visual_layers: int = 2, num_heads: int = 8,
+                 dropout: float = 0.1, encoder_layers: int = 3) -> None:
         super().__init__(spec, tasks)
         dim = encoder_dim
         self.visual_encoder = ModalityEncoder(2 * spec.visual_dim, dim, encoder_layers, dropout)
         self.audio_encoder = ModalityEncoder(2 * spec.audio_dim, dim, encoder_layers, dropout)
+        self.visual_context = _transformer(dim, num_heads, dropout, visual_layers)
+        self.visual_norm = nn.LayerNorm(dim)
+        self.visual_pool = AttentionPool(dim)
         self.video_to_audio = CrossAttention(dim, num_heads, dropout)
         self.audio_to_video = CrossAttention(dim, num_heads, dropout)
         self.fuse = nn.Linear(2 * dim, dim)
-        layer = nn.TransformerEncoderLayer(dim, num_heads, 4 * dim, dropout, batch_first=True,
-                                           activation="gelu", norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = _transformer(dim, num_heads, dropout, num_layers)
         self.final_norm = nn.LayerNorm(dim)
         self.pool = AttentionPool(dim)
+        self.visual_only = [t.inputs == "visual" for t in tasks]
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
-            nn.Linear(3 * dim, dim // 2), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim // 2, 1))
-            for t in tasks})
+            nn.Linear((3 if t.inputs == "visual" else 6) * dim, dim // 2), nn.GELU(),
+            nn.Dropout(dropout), nn.Linear(dim // 2, 1)) for t in tasks})
         # log sigma^2 per task (Kendall et al. 2018); 0 = weight 1 at the start
         self.log_vars = nn.Parameter(torch.zeros(len(tasks)))
         others = [t.name for t in tasks if t.name != OVERALL]
@@ -136,24 +159,32 @@ class ImprovedModel(TalkfaceModel):
     def forward(self, visual: torch.Tensor, audio: torch.Tensor,
                 mask: torch.Tensor) -> ModelOutput:
         """visual (B, T, Dv), audio (B, T, Da), mask (B, T) bool (True = real frame with a face)
-        -> scores {task: (B,)} in [low, high], attention {"temporal": (B, T), "cross": (B, T, T)}
-        where cross[b, i, j] is how much video frame i attends to audio frame j."""
+        -> scores {task: (B,)} in [low, high], attention {"temporal": (B, T) visual pooling,
+        "av_temporal": (B, T) audio-visual pooling, "cross": (B, T, T)} where cross[b, i, j] is
+        how much video frame i attends to audio frame j. Visual tasks never see the audio."""
         visual, audio = self.normalize(visual, audio, mask)
         padding, keep = key_padding_mask(mask), mask.unsqueeze(-1)
         v = self.visual_encoder(with_deltas(visual, mask)) * keep
+        positions = sinusoidal_positions(v.shape[1], v.shape[2], v.device, v.dtype)
+        v = self.visual_norm(self.visual_context((v + positions) * keep,
+                                                 src_key_padding_mask=padding))
+        v_attended, temporal = self.visual_pool(v, mask)
+        v_pooled = torch.cat([v_attended, masked_mean(v, mask), masked_max(v, mask)], dim=-1)
         a = self.audio_encoder(with_deltas(audio, mask)) * keep
         v2, cross = self.video_to_audio(v, a, padding)
         a2, _ = self.audio_to_video(a, v, padding)
-        x = self.fuse(torch.cat([v2, a2], dim=-1))
-        x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
+        x = self.fuse(torch.cat([v2, a2], dim=-1)) + positions
         x = self.final_norm(self.encoder(x * keep, src_key_padding_mask=padding))
-        attended, temporal = self.pool(x, mask)
-        pooled = torch.cat([attended, masked_mean(x, mask), masked_max(x, mask)], dim=-1)
+        attended, av_temporal = self.pool(x, mask)
+        av_pooled = torch.cat([v_pooled, attended, masked_mean(x, mask), masked_max(x, mask)],
+                              dim=-1)
         scores = {}
         for i, (name, head) in enumerate(self.heads.items()):
+            pooled = v_pooled if self.visual_only[i] else av_pooled
             unit = torch.sigmoid(head(pooled).squeeze(-1).float()).to(pooled.dtype)
             scores[name] = self.task_low[i] + (self.task_high[i] - self.task_low[i]) * unit
-        return ModelOutput(scores, {"temporal": temporal, "cross": cross})
+        return ModelOutput(scores, {"temporal": temporal, "av_temporal": av_temporal,
+                                    "cross": cross})
 
     def loss_weights(self, per_task: dict[str, torch.Tensor]) -> torch.Tensor:
         """Uncertainty weighting: sum_i exp(-s_i) * L_i + s_i over the tasks present."""

@@ -8,6 +8,7 @@ described in the original report (linear heads, so scores are not bounded to the
 from __future__ import annotations
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
@@ -31,6 +32,13 @@ def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
 
 @register_model("original")
 class OriginalModel(TalkfaceModel):
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        encoder_dim: int = Field(256, gt=0)
+        num_layers: int = Field(3, gt=0)
+        num_heads: int = Field(4, gt=0)
+        dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
     def __init__(self, spec: FeatureSpec, tasks: list[TaskSpec], encoder_dim: int = 256,
                  num_layers: int = 3, num_heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__(spec, tasks)

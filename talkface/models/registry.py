@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 from ..spec import FeatureSpec, TaskSpec
 
 
@@ -65,30 +66,45 @@ class TalkfaceModel(nn.Module):
         return torch.stack(list(per_task.values())).mean()
 
 
-_MODELS: dict[str, Callable[..., TalkfaceModel]] = {}
+MODELS = Registry("model")
 
 
 def register_model(name: str):
+    """Class decorator: register a TalkfaceModel under `name` (a second model of the same name
+    is an error). A model may declare its keyword arguments as a pydantic `Options` class, which
+    `create_model` and the training config validate against."""
     def wrap(cls):
-        _MODELS[name] = cls
         cls.model_name = name
-        return cls
+        return MODELS.register(name)(cls)
     return wrap
 
 
 def list_models() -> list[str]:
     _import_builtin()
-    return sorted(_MODELS)
+    return MODELS.names()
+
+
+def model_options(name: str, overrides: dict) -> dict:
+    """Validate `overrides` against model `name`'s Options; returns the full option set."""
+    _import_builtin()
+    cls = MODELS.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown model {name!r}; registered: {', '.join(MODELS.names())}")
+    options = getattr(cls, "Options", None)
+    if options is None:
+        return dict(overrides)
+    try:
+        return options.model_validate(overrides).model_dump()
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
+                             for e in err.errors())
+        raise ConfigError(f"model {name!r}: {problems}") from None
 
 
 def create_model(name: str, spec: FeatureSpec, tasks: list[TaskSpec], **overrides) -> TalkfaceModel:
-    _import_builtin()
-    if name not in _MODELS:
-        raise ConfigError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
-    try:
-        return _MODELS[name](spec, tasks, **overrides)
-    except TypeError as err:
-        raise ConfigError(f"model {name!r}: {err}") from None
+    """Build model `name` for `spec`'s inputs and `tasks`' heads; `overrides` are its Options."""
+    options = model_options(name, overrides)
+    return MODELS.get(name)(spec, tasks, **options)
 
 
 def _import_builtin() -> None:

@@ -16,7 +16,7 @@ import csv
 import itertools
 import logging
 import multiprocessing as mp
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -24,11 +24,14 @@ import cv2
 import numpy as np
 
 from .. import media
+from ..data import split_groups
 from ..errors import DatasetError
+from ..sync.correlation import max_correlation
 from . import degrade, labels
 from .faces import Face, load_faces
-from .generator import FPS, head_motion, opening_from_audio, render_frames
-from .speech import SAMPLE_RATE, Voice, list_voices, make_utterance
+from ..constants import FPS, SAMPLE_RATE
+from .generator import head_motion, opening_from_audio, render_frames
+from .speech import Voice, list_voices, make_utterance
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +64,13 @@ class ClipJob:
     size: int
     duration: float
     family: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def assign_splits(identities: Iterable[str], seed: int,
                   fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> dict[str, str]:
-    """identity -> split. Test and val get at least one identity each when there are >= 3."""
-    ids = sorted(set(identities))
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    n = len(order)
-    n_test = max(1, int(round(fractions[2] * n))) if n >= 2 else 0
-    n_val = max(1, int(round(fractions[1] * n))) if n >= 3 else 0
-    split = {}
-    for i, ident in enumerate(order):
-        split[ident] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    return split
+    """identity -> split (`talkface.data.split_groups`); test and val get at least one identity
+    each when there are three or more."""
+    return split_groups(list(identities), seed, fractions[1], fractions[2], at_least_one=True)
 
 
 def sample_params(condition: str, target: float, rng: np.random.Generator,
@@ -167,14 +162,26 @@ def plan_jobs(n: int, size: int, seed: int, pools: Pools, duration: float = 3.0,
     return jobs[:n]
 
 
-# ---- rendering (runs in worker processes) ----
-_WORKER: dict = {}
+# ---- rendering ----
+
+@dataclass
+class Renderer:
+    """The faces and voices clips are rendered from, by name."""
+
+    faces: dict[str, Face]
+    voices: dict[str, Voice]
+
+    @classmethod
+    def of(cls, faces: list[Face], voices: list[Voice]) -> "Renderer":
+        return cls({f.name: f for f in faces}, {v.identity: v for v in voices})
+
+
+_PROCESS: dict = {}  # a spawned render worker's Renderer (never set in the calling process)
 
 
 def _init_worker(faces: list[Face], voices: list[Voice]) -> None:
-    cv2.setNumThreads(1)
-    _WORKER["faces"] = {f.name: f for f in faces}
-    _WORKER["voices"] = {v.identity: v for v in voices}
+    cv2.setNumThreads(1)  # in a worker process: one thread each
+    _PROCESS["renderer"] = Renderer.of(faces, voices)
 
 
 def _faceless_frames(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -188,16 +195,6 @@ def _faceless_frames(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 SWAP_MAX_CORRELATION = 0.3  # above this, the "other" utterance moves the mouth like the real one
-
-
-def lag_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> float:
-    """Largest Pearson correlation of two curves over lags -max_lag..max_lag frames."""
-    best = -1.0
-    for lag in range(-max_lag, max_lag + 1):
-        x, y = (a[lag:], b[:len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
-        if x.std() > 1e-6 and y.std() > 1e-6:
-            best = max(best, float(np.corrcoef(x, y)[0, 1]))
-    return best
 
 
 def swap_driver(opening: np.ndarray, voice: Voice, voices: list[Voice], seed: int,
@@ -215,7 +212,7 @@ def swap_driver(opening: np.ndarray, voice: Voice, voices: list[Voice], seed: in
         source = voice if attempt < 4 else voices[int(rng.integers(len(voices)))]
         other = make_utterance(source, np.random.default_rng([seed, 3, attempt]), duration)
         drive = opening_from_audio(other.audio, len(opening))
-        r = lag_correlation(opening, drive)
+        r = max_correlation(opening, drive)
         if r < best_r:
             best, best_r = drive, r
         if r < SWAP_MAX_CORRELATION:
@@ -223,17 +220,17 @@ def swap_driver(opening: np.ndarray, voice: Voice, voices: list[Voice], seed: in
     return best
 
 
-def render_job(job: ClipJob, out_dir: Path) -> dict:
+def render_job(job: ClipJob, out_dir: Path, renderer: Renderer) -> dict:
     """Render one planned clip to `out_dir / job.file` and return its manifest row."""
-    face = _WORKER["faces"][job.face]
-    voice = _WORKER["voices"][job.voice]
+    face = renderer.faces[job.face]
+    voice = renderer.voices[job.voice]
     n = int(round(job.duration * FPS))
     speech = make_utterance(voice, np.random.default_rng([job.seed, 0]), job.duration)
     opening = opening_from_audio(speech.audio, n)
     p = {**labels.NEUTRAL, **job.params}
     opening = degrade.freeze_mouth(opening, p["frozen_mouth"])
     if p["swap_mix"] > 0:
-        driver = swap_driver(opening, voice, list(_WORKER["voices"].values()), job.seed,
+        driver = swap_driver(opening, voice, list(renderer.voices.values()), job.seed,
                              job.duration)
         opening = degrade.swap_drive(opening, driver, p["swap_mix"])
     render_rng = np.random.default_rng([job.seed, 1])
@@ -267,8 +264,8 @@ def _manifest_row(job: ClipJob, face: Face, voice: Voice, p: dict, n: int,
     return row
 
 
-def _render_star(args: tuple[ClipJob, Path]) -> dict:
-    return render_job(*args)
+def _render_in_worker(args: tuple[ClipJob, Path]) -> dict:
+    return render_job(*args, _PROCESS["renderer"])
 
 
 def write_manifest(rows: list[dict], path: Path) -> None:
@@ -291,14 +288,14 @@ def render_jobs(jobs: list[ClipJob], out: Path, faces: list[Face], voices: list[
     rows = []
     with tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress) as bar:
         if workers <= 1:
-            _init_worker(faces, voices)
-            for a in args:
-                rows.append(_render_star(a))
+            renderer = Renderer.of(faces, voices)
+            for job, folder in args:
+                rows.append(render_job(job, folder, renderer))
                 bar.update()
             return rows
         # spawn, not fork: a forked OpenCV thread pool can deadlock
         with mp.get_context("spawn").Pool(workers, _init_worker, (faces, voices)) as pool:
-            for row in pool.imap_unordered(_render_star, args):
+            for row in pool.imap_unordered(_render_in_worker, args):
                 rows.append(row)
                 bar.update()
     return rows

@@ -3,7 +3,7 @@
 Deliberately simple (no learned model): the region below the lips, bounded by the jaw line, is
 shifted down by the jaw opening with a smooth backward warp (`cv2.remap`); the gap this opens
 between the lips is painted as a mouth interior (dark cavity, upper teeth). The jaw opening of frame
-k follows the speech envelope at frame k (RMS over the frame's 40 ms, in dB, 30 dB range), so a
+k follows the speech loudness at frame k (`talkface.measures.loudness_db`, 30 dB range), so a
 clean clip is in sync by construction. Eyelids close by warping the skin above each eye downwards;
 blinks come at random 2-6 s intervals. The whole head moves with a few slow sinusoids (small
 rotation, translation, scale), nodding slightly with speech. dlib's HOG detector finds the result
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..features.audio import envelope
+from ..constants import FPS, HOP
+from ..measures import loudness_db
 from .faces import Face
 
-FPS = 25.0
-SAMPLE_RATE = 16000
 MAX_OPEN = 0.45  # jaw drop at full opening, in mouth widths
 CAVITY = np.array([52, 18, 24], np.float32)
 TEETH = np.array([226, 220, 206], np.float32)
@@ -28,7 +27,7 @@ TEETH = np.array([226, 220, 206], np.float32)
 
 def opening_from_audio(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """Jaw opening in [0, 1] per video frame from mono 16 kHz speech. (n_frames,)"""
-    db = 20 * np.log10(envelope(audio, n_frames, FPS, SAMPLE_RATE) + 1e-5)
+    db = loudness_db(audio, n_frames, HOP)
     peak = np.percentile(db, 95) if n_frames else 0.0
     opening = np.clip((db - (peak - 30.0)) / 30.0, 0.0, 1.0) ** 1.5
     # symmetric smoothing: no lag, so frame k still belongs to audio frame k

@@ -27,11 +27,11 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from ..constants import SAMPLE_RATE
 from ..errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".raw"}
 SENTENCES = [

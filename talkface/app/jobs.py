@@ -8,6 +8,7 @@ while the job runs. The app stays responsive because nothing here blocks the cal
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -20,10 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import TalkfaceError
+from ..errors import TalkfaceError
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+def configs_dir() -> Path:
+    """The training configs shipped with the `train` package, found without importing it (the
+    library never imports `train`; jobs run it as `python -m train`)."""
+    spec = importlib.util.find_spec("train")
+    if spec is None or not spec.submodule_search_locations:
+        raise JobError("the `train` package is not installed (pip install -e . from the "
+                       "repository)")
+    return Path(spec.submodule_search_locations[0]) / "configs"
+
+
+def list_configs() -> list[str]:
+    try:
+        return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+    except JobError:
+        return []
 
 
 class JobError(TalkfaceError):
@@ -44,14 +62,11 @@ class JobSpec:
     extra: list[str] = field(default_factory=list)  # more `--set key=value` overrides
 
 
-def config_path(name: str, configs_dir: Path = REPO_ROOT / "configs") -> Path:
-    """'optimized' or a path -> an existing YAML config file."""
-    path = Path(name)
-    if not path.suffix:
-        path = configs_dir / f"{name}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in configs_dir.glob("*.yaml"))) or "none"
-        raise JobError(f"no training config {name!r} (known: {known})")
+def config_path(name: str) -> Path:
+    """A shipped config's name ('optimized') -> its YAML file."""
+    path = configs_dir() / f"{name}.yaml"
+    if not name.replace("_", "").replace("-", "").isalnum() or not path.exists():
+        raise JobError(f"no training config {name!r} (known: {', '.join(list_configs())})")
     return path
 
 
@@ -93,9 +108,8 @@ def build_steps(spec: JobSpec, run_dir: Path, demo_dir: Path,
 class TrainingJob:
     """Runs its steps one after another in a background thread."""
 
-    def __init__(self, steps: list[tuple[str, list[str]]], run_dir: Path,
-                 cwd: Path = REPO_ROOT) -> None:
-        self.steps, self.run_dir, self.cwd = steps, Path(run_dir), Path(cwd)
+    def __init__(self, steps: list[tuple[str, list[str]]], run_dir: Path) -> None:
+        self.steps, self.run_dir = steps, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.run_dir / "job.log"
         self.status = "pending"  # pending, running, finished, failed, cancelled
@@ -120,16 +134,15 @@ class TrainingJob:
         return self
 
     def _run(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                          env.get("PYTHONPATH")]))
+        # the installed `train` and `talkface` packages, run from the run folder
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             with open(self.log_path, "a", buffering=1) as out:
                 for name, argv in self.steps:
                     if self._cancel.is_set():
                         break
                     out.write(f"$ {' '.join(argv)}\n")
-                    self._proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=out,
+                    self._proc = subprocess.Popen(argv, cwd=self.run_dir, env=env, stdout=out,
                                                   stderr=subprocess.STDOUT,
                                                   stdin=subprocess.DEVNULL,
                                                   start_new_session=True)
@@ -180,11 +193,11 @@ class TrainingJob:
         return read_metrics(self.run_dir / "metrics.jsonl")
 
     def checkpoint(self) -> Optional[Path]:
-        """The checkpoint folder the run wrote, once it exists (best one first)."""
-        found = sorted(p.parent for p in self.run_dir.rglob("model.safetensors")
-                       if (p.parent / "meta.json").exists())
-        best = [p for p in found if "best" in p.name]
-        return (best or found or [None])[0]
+        """The run's published checkpoint (`<run>/best`), once it exists; the hidden folders of
+        an interrupted save are never picked."""
+        best = self.run_dir / "best"
+        return best if (best / "model.safetensors").exists() and (best / "meta.json").exists() \
+            else None
 
     def summary(self) -> str:
         took = (self.ended or time.time()) - (self.started or time.time())
@@ -208,7 +221,7 @@ def read_metrics(path: Path) -> list[dict]:
 class JobManager:
     """At most one training job at a time; runs live under `runs_root/<name>`."""
 
-    def __init__(self, runs_root: Path, demo_dir: Path = REPO_ROOT / "data" / "demo") -> None:
+    def __init__(self, runs_root: Path, demo_dir: Path = SAMPLES_DIR) -> None:
         self.runs_root, self.demo_dir = Path(runs_root), Path(demo_dir)
         self.current: Optional[TrainingJob] = None
         self._lock = threading.Lock()

@@ -1,86 +1,27 @@
-"""What the app shows, computed without Gradio: the app's state (the scorer, loaded once and
-swapped on promotion; the training jobs) and the HTML, tables and files each tab displays.
+"""What the app shows, computed without Gradio: the HTML, tables and files each tab displays.
 
-`app.py` only lays out components and wires events to these functions, so everything here can be
-tested and reused without a browser.
+`talkface.app.ui` only lays out components and wires events to these functions (and to
+`talkface.app.state.AppState`), so everything here can be tested without a browser. The HTML
+classes used here are styled by `style.css` beside this file.
 """
 from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
-import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from . import checkpoint as ckpt
-from .errors import CheckpointError, DatasetError, TalkfaceError
-from .jobs import REPO_ROOT, JobManager
+from ..constants import TASKS
+from ..errors import DatasetError, TalkfaceError
+from .jobs import SAMPLES_DIR
 
-DEMO_DIR = REPO_ROOT / "data" / "demo"
+DEMO_DIR = SAMPLES_DIR
 BAND_COLOURS = {"excellent": "#1a9850", "good": "#66bd63", "fair": "#fdae61", "poor": "#f46d43",
-                "bad": "#d73027"}
-
-
-
-
-
-class AppState:
-    """One scorer for the whole app (loaded lazily, swapped atomically on promotion), the
-    training job manager and a scratch folder for downloads."""
-
-    def __init__(self, checkpoint: Optional[str] = None, checkpoint_root: Optional[Path] = None,
-                 runs_root: Optional[Path] = None, demo_dir: Path = DEMO_DIR) -> None:
-        self.checkpoint = checkpoint
-        self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
-        self.demo_dir = Path(demo_dir)
-        self.jobs = JobManager(Path(runs_root or os.environ.get("TALKFACE_RUNS",
-                                                                REPO_ROOT / "runs")), demo_dir)
-        self._scorer = None
-        self._load_lock = threading.Lock()
-        self.score_lock = threading.Lock()  # the extractor tracks faces frame to frame: one clip
-        self._scratch = tempfile.TemporaryDirectory(prefix="talkface-app-")
-        self.predictions: dict[str, dict] = {}  # demo file -> scores, filled by the Dataset tab
-
-    @property
-    def scratch(self) -> Path:
-        return Path(self._scratch.name)
-
-    def checkpoint_path(self) -> Path:
-        return Path(self.checkpoint) if self.checkpoint else ckpt.active_checkpoint(self.root)
-
-    def scorer(self):
-        from .api import load_scorer
-        with self._load_lock:
-            if self._scorer is None:
-                self._scorer = load_scorer(self.checkpoint_path())
-            return self._scorer
-
-    def score(self, path: str, progress: Optional[Callable[[int, int], None]] = None):
-        scorer = self.scorer()
-        with self.score_lock:
-            return scorer.score(path, progress=progress)
-
-    def score_many(self, paths: list[str], progress=None) -> list:
-        scorer = self.scorer()
-        with self.score_lock:
-            return scorer.score_many(paths, progress=progress)
-
-    def promote(self, source: Path, name: str) -> Path:
-        """Make `source` the active checkpoint under the app's root and reload the scorer."""
-        name = name.strip()
-        if not name or "/" in name or name.startswith("."):
-            raise CheckpointError(f"checkpoint name {name!r}: use letters, digits, - and _")
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = ckpt.promote(source, name, root=self.root)
-        with self._load_lock:
-            self.checkpoint, self._scorer = None, None
-        self.predictions.clear()
-        return target
+                "bad": "#d73027", "not judged": "#9e9e9e"}
+CSS_FILE = Path(__file__).with_name("style.css")
 
 
 # --- Score tab -----------------------------------------------------------------------------------
@@ -92,9 +33,16 @@ def score_cards_html(result) -> str:
         t = score.task
         colour = BAND_COLOURS.get(score.band, "#888")
         arrow = "higher is better" if t.higher_is_better else "lower is better"
+        label = html.escape(t.label or t.name)
+        if not score.judged:
+            cards.append(
+                f'<div class="tf-card tf-unjudged" style="border-left:6px solid {colour}">'
+                f'<div class="tf-label">{label}</div><div class="tf-value">not judged</div>'
+                f'<div class="tf-meaning">{html.escape(score.reason)}</div></div>')
+            continue
         cards.append(
             f'<div class="tf-card" style="border-left:6px solid {colour}">'
-            f'<div class="tf-label">{html.escape(t.label or t.name)}</div>'
+            f'<div class="tf-label">{label}</div>'
             f'<div class="tf-value">{score.value:.2f}<span class="tf-range"> in '
             f'[{t.low:g}, {t.high:g}], {arrow}</span></div>'
             f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}</div>'
@@ -107,16 +55,26 @@ def score_cards_html(result) -> str:
 def warnings_markdown(result) -> str:
     lines = ["**Warnings**", ""] + [f"- {w}" for w in result.warnings] if result.warnings \
         else ["**No warnings**"]
-    if result.signals is not None:
-        s = result.signals
-        lines += ["", f"Estimated audio offset: {s.offset_frames:+d} frames "
-                      f"({s.offset_ms:+.0f} ms; positive = audio late)"]
+    lines += ["", sync_line(result.sync)]
     return "\n".join(lines)
+
+
+def sync_line(sync) -> str:
+    """The offset with its confidence, and plainly when it is not to be trusted."""
+    if sync is None:
+        return "Audio offset: not estimated."
+    if not sync.judged:
+        return f"Audio offset: not judged ({sync.reason})."
+    text = (f"Estimated audio offset: {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms; "
+            f"positive = audio late), confidence {sync.confidence:.2f}")
+    if not sync.reliable:
+        return text + f" - **not reliable** (below {sync.reliable_confidence:g})."
+    return text + "."
 
 
 def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:
     """Most and least attended frames (with a face) as (image, caption) pairs."""
-    from .api import read_frames
+    from ..api import read_frames
     most, least = result.attended_frames(k, True), result.attended_frames(k, False)
     frames = read_frames(path, most + least, result.fps, max_side=192)
     weights = result.attention["temporal"]
@@ -157,8 +115,7 @@ def dataset_table(state: AppState, condition: str = "all") -> pd.DataFrame:
     frame = demo_manifest(state.demo_dir)
     if condition and condition != "all" and "condition" in frame:
         frame = frame[frame["condition"] == condition]
-    tasks = [c for c in ("lip_sync", "visual_quality", "temporal_quality", "overall")
-             if c in frame.columns]
+    tasks = [c for c in TASKS if c in frame.columns]
     keep = [c for c in ("file", "condition", "split") if c in frame.columns]
     out = frame[keep].copy()
     for task in tasks:
@@ -237,7 +194,7 @@ def model_card_markdown(loaded) -> str:
         f"Folder: `{loaded.path}`, talkface {meta.get('talkface_version')}", "",
         "### Tasks", "", "| task | label | range | better | meaning |", "|---|---|---|---|---|",
         tasks, "", "### Features", "", f"- {spec.describe()}",
-        f"- groups: {groups}", f"- backend options: `{json.dumps(spec.backend_config)}`", "",
+        f"- groups: {groups}", f"- extractor: `{json.dumps(spec.extractor.meaning())}`", "",
         "### Training data", "", training_data_lines(meta.get("data", {})), "",
         f"Command: `{meta.get('command', '')}`", "",
         f"### Metrics ({meta.get('data', {}).get('metrics_split', 'validation')} split)", "",
