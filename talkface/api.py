@@ -35,7 +35,7 @@ from .errors import MediaError, TalkfaceError
 from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
 from .predict import Clip, predict
 from .results import ScoreResult, TaskScore, no_face_message, task_score
-from .spec import FeatureSpec, TaskSpec
+from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
 from .sync.correlation import correlation_sync
 from .sync.result import SyncResult
 
@@ -45,7 +45,10 @@ MEMO_BYTES = 64 * 1024 ** 2  # results kept in memory per Scorer, for rescoring 
 
 def extractor_for(spec: FeatureSpec, **overrides) -> Extractor:
     """The Extractor that reproduces `spec`'s features (its ExtractorConfig), with `overrides`
-    (e.g. max_seconds, or a backend option, which then no longer matches the spec)."""
+    (e.g. max_seconds, or a backend option, which then no longer matches the spec). Identity is
+    a scoring-time signal, not a feature: scoring embeds DEFAULT_IDENTITY_FRAMES frames whatever
+    the checkpoint's training data used."""
+    overrides.setdefault("identity_frames", DEFAULT_IDENTITY_FRAMES)
     return Extractor(resolve_config(spec.extractor, **overrides))
 
 
@@ -198,8 +201,10 @@ class Scorer:
             identity["reference_similarity"] = None
             identity["reference_note"] = "no face found in the reference portrait"
         elif vectors:
-            identity["reference_similarity"] = round(float(np.mean(
-                [cosine(ref, np.asarray(v)) for v in vectors])), 4)
+            similarity = float(np.mean([cosine(ref, np.asarray(v)) for v in vectors]))
+            identity["reference_similarity"] = round(similarity, 4)
+            # dlib's decision rule: same person when the distance is below 0.6 (cosine > 0.82)
+            identity["reference_same_person"] = bool(np.sqrt(max(2 - 2 * similarity, 0)) < 0.6)
         return _replace(result, identity=identity)
 
 

@@ -42,6 +42,17 @@ def _valid_diff(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return d
 
 
+def _shake(bundle) -> np.ndarray:
+    """Per-frame jitter of the face's position in face sizes, smooth head motion removed: from
+    the frame-to-frame shift of the `mesh` backend (in inter-ocular distances), or from the face
+    box centre of the per-frame backends."""
+    if "face_shift" in bundle.spec.visual_names:
+        return np.abs(highpass(_col(bundle, "face_shift"), 5))
+    size = np.maximum(_col(bundle, "face_size"), 1e-6)
+    cx, cy = _col(bundle, "face_x"), _col(bundle, "face_y")
+    return np.hypot(highpass(cx, 5), highpass(cy, 5)) / size
+
+
 def baseline_signals(bundle) -> dict:
     """Per-frame curves the app plots, plus the offset correlation curve. Arrays are (T,) unless
     noted; NaN marks frames where a curve is undefined (no face)."""
@@ -50,10 +61,7 @@ def baseline_signals(bundle) -> dict:
     env = np.asarray(bundle.audio_column("log_rms"), np.float64)
     offsets, curve = correlation_curve(mouth, env, valid=valid)
     offset = int(offsets[int(np.argmax(curve))])
-    size = np.maximum(_col(bundle, "face_size"), 1e-6)
-    cx, cy = _col(bundle, "face_x"), _col(bundle, "face_y")
-    # shake: acceleration of the face centre in face sizes, with smooth head motion removed
-    jitter = np.hypot(highpass(cx, 5), highpass(cy, 5)) / size
+    jitter = _shake(bundle)
     flicker = np.fmax.reduce([_valid_diff(_col(bundle, c), valid) for c in
                               ("face_brightness", "face_chroma_rg", "face_chroma_by")])
     nan = np.where(valid, 1.0, np.nan)

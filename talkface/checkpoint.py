@@ -91,16 +91,19 @@ def _publish(tmp: Path, folder: Path) -> None:
 def _clear_leftovers(parent: Path, name: str, keep: Path) -> None:
     """Temporary folders of earlier, interrupted saves of `name`."""
     for item in parent.glob(f".{name}.*"):
-        if item.resolve() != keep.resolve() and item.is_dir() and not item.is_symlink():
+        if item.is_symlink():
+            item.unlink(missing_ok=True)  # a link an interrupted save never published
+        elif item.resolve() != keep.resolve() and item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
 
 
 def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_config: dict,
                     metrics: Optional[dict] = None, data: Optional[dict] = None,
-                    command: str = "", card: str = "") -> Path:
-    """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`."""
+                    command: str = "", card: str = "", shipping: bool = False) -> Path:
+    """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`.
+    Only `train.ship` (`shipping=True`) may write into the package's shipped checkpoints."""
     folder = Path(folder)
-    if SHIPPED in folder.resolve().parents:
+    if SHIPPED in folder.resolve().parents and not shipping:
         raise CheckpointError(f"{folder} is a shipped checkpoint; write to another folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CHECKPOINT_FORMAT, "talkface_version": __version__,
@@ -115,7 +118,12 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         (tmp / "card.md").write_text(card or default_card(meta))
         _make_readable(tmp)
-        _publish(tmp, folder)
+        if shipping:  # package data must be a plain folder (no symlink in a wheel or in git)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        else:
+            _publish(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -174,3 +174,11 @@ def test_too_short_clip_is_refused_by_the_extractor(tmp_path, extractor):
     media.write_video(path, index_frames(6), 25, tone(0.24))
     with pytest.raises(TooShort, match="short.mp4.*too short"):
         extractor.extract(path)
+
+
+@pytest.mark.parametrize("backend", ["mesh", "landmarks"])
+def test_an_extractor_rebuilds_from_its_recorded_settings(backend):
+    """What the spec records (options with defaults) rebuilds the same extractor: a checkpoint
+    can always be scored with the features it was trained on."""
+    first = Extractor(backend=backend)
+    assert Extractor(first.spec.extractor).spec.fingerprint == first.spec.fingerprint

@@ -236,7 +236,7 @@ def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor(
 def test_shipped_checkpoint_reproduces_stored_scores():
     if not (FIXTURES / "manifest.csv").exists():
         pytest.skip(f"no fixture clips at {FIXTURES}")
-    assert EXPECTED.exists(), "regenerate with: python -m tests.test_models --write-expected"
+    assert EXPECTED.exists(), "regenerate with: python tests/test_models.py --write-expected"
     expected = json.loads(EXPECTED.read_text())["scores"]
     actual = shipped_scores()
     assert set(actual) == set(expected)

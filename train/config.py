@@ -80,6 +80,7 @@ class TrainConfig(BaseModel):
     task_weight_lr_scale: float = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
+    threads: Optional[int] = Field(None, gt=0)  # CPU threads for torch (None: torch's default)
     seed: int = 0
     eval_batch_size: int = Field(8, gt=0)
     stop_after_epochs: Optional[int] = Field(None, gt=0)  # simulate a kill (tests) / time boxes

@@ -1,7 +1,7 @@
 """Turn a training run into a shipped checkpoint folder with an honest card.
 
-    python -m train.ship --run runs/ship_voice --data data/synth --split_by voice \
-        --out checkpoints/default --command "python -m train ..." [--notes docs/results.md]
+    python -m train.ship --run runs/NAME --data DATA --out talkface/checkpoints/default \
+        --command "python -m train ..." [--notes notes.md]
 
 The card puts the run's test metrics beside the no-learning baseline's on the same test clips,
 says what the data was and how it was split, and appends `--notes` (e.g. other experiments).
@@ -33,39 +33,49 @@ def metrics_table(model: dict, baseline: dict | None, tasks: list[str]) -> str:
     return "\n".join(rows)
 
 
-def split_description(manifest: pd.DataFrame, split_by: str) -> str:
-    if split_by in ("auto", "split"):
-        ids = manifest.groupby("split").face_identity.unique().to_dict()
-        return ("the benchmark's own split, by face identity and voice (test face: "
-                f"{', '.join(ids.get('test', []))}, unseen in training)")
-    return (f"grouped by `{split_by}`: test clips use {split_by}s never heard/seen in training; "
-            "the same face identities appear in every split")
+GROUPS = ("speaker", "face_identity", "face", "voice", "source", "generator")
 
 
-def build_card(loaded, result: dict, manifest: pd.DataFrame, base: dict | None, split_by: str,
-               command: str, notes: str) -> str:
+def data_description(manifest: pd.DataFrame, split: dict) -> str:
+    """What the data was, from the manifest: clips, how many of each group, labels, split."""
+    groups = ", ".join(f"{manifest[c].nunique()} {c.replace('_', ' ')}s" for c in GROUPS
+                       if c in manifest.columns)
+    labels = f"labels `{manifest['label_version'].iloc[0]}`" \
+        if "label_version" in manifest.columns else "labels as given in the manifest"
+    kinds = ""
+    if "source_kind" in manifest.columns:
+        kinds = "; " + ", ".join(f"{n} {k}" for k, n in
+                                 manifest["source_kind"].value_counts().items()) + " clips"
+    how = split.get("split_by", "?")
+    how = "the manifest's `split` column" if how in ("auto", "split") and "split" in \
+        manifest.columns else f"whole `{how}` groups on one side (seed {split.get('seed')})"
+    return (f"{len(manifest)} clips ({groups}){kinds}; {labels}. Split: {how}; the file -> "
+            f"split map is stored in `meta.json`.")
+
+
+def build_card(loaded, result: dict, manifest: pd.DataFrame, base: dict | None, command: str,
+               notes: str) -> str:
     cfg = loaded.meta["model_config"]
     params = sum(p.numel() for p in loaded.model.parameters())
     tasks = [t.name for t in loaded.tasks] + ["mean"]
     sizes = result["data"]["sizes"]
+    split = (loaded.meta.get("data") or {}).get("split") or {}
     return f"""# talkface checkpoint: `{loaded.meta['model_name']}` ({loaded.spec.backend} backend)
 
 **Model.** `{loaded.meta['model_name']}` with {json.dumps(cfg)} ({params / 1e6:.2f} M parameters).
 Features: {loaded.spec.describe()}.
 
-**Training data.** Only the synthetic benchmark made by `talkface.synth` ({len(manifest)} clips,
-labels `{manifest.label_version.iloc[0]}` known by construction from the degradation parameters;
-{manifest.face_identity.nunique()} face identities, {manifest.voice.nunique()} voices). No human
-opinion scores and no real generator output were used. Split: {split_description(manifest, split_by)}.
-Sizes: {sizes}. Best epoch {result['best_epoch']} of {result['epochs_run']} (early stopping on
-validation mean MSE).
+**Training data.** {data_description(manifest, split)} Sizes: {sizes}. Best epoch
+{result['best_epoch']} of {result['epochs_run']} (early stopping on the validation metric).
 
 **Command** (repository root):
 
-    python -m talkface synth --n 600 --size 256 --seed 0 --out data/synth --workers 1
     {command}
 
 ## Test metrics ({sizes['test']} clips) beside the no-learning baseline on the same clips
+
+Computed with `talkface.predict` on exactly the scores users get (clipped to each task's range;
+a task the clip does not allow judging is left out, `n` counts the rest).
 
 {metrics_table(result['test'], base, tasks)}
 
@@ -90,14 +100,14 @@ def main(argv=None) -> int:
     base, note = baseline_metrics(data)
     manifest = pd.read_csv(Path(args.data) / "manifest.csv")
     notes = Path(args.notes).read_text() if args.notes else ""
-    split_by = (loaded.meta.get("data") or {}).get("split", {}).get("split_by", "auto")
-    card = build_card(loaded, {**result, "test": test}, manifest, base, split_by, args.command,
-                      notes)
+    card = build_card(loaded, {**result, "test": test}, manifest, base, args.command, notes)
     save_checkpoint(args.out, loaded.model, loaded.meta["model_config"], metrics=test,
                     data={**loaded.meta.get("data", {}), "metrics_split": "test",
                           "val_metrics": result["val"], "baseline_test_metrics": base,
-                          "label_version": str(manifest.label_version.iloc[0])},
-                    command=args.command, card=card)
+                          "baseline_note": note or None,
+                          "label_version": str(manifest.get("label_version",
+                                                            pd.Series([""])).iloc[0])},
+                    command=args.command, card=card, shipping=True)
     print(card)
     return 0
 

@@ -175,8 +175,7 @@ class PyFeatBackend(VisualBackend):
         return detector
 
     def options(self) -> dict:
-        return {**self.models, "face_detection_threshold": self.face_detection_threshold,
-                "landmarks": "relative to the face box"}
+        return {**self.models, "face_detection_threshold": self.face_detection_threshold}
 
     def library_versions(self) -> dict[str, str]:
         import torch

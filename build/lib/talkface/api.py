@@ -1,0 +1,264 @@
+"""The Python API: `load_scorer()` and `Scorer.score(video) -> ScoreResult`.
+
+A `Scorer` is a loaded checkpoint plus the one `Extractor` whose settings match the checkpoint's
+`FeatureSpec` (`ExtractorConfig`: backend and options, fps, sample rate, sync model), so features
+are always made the way the model was trained on. Features go through the `FeatureCache`:
+rescoring a clip is a lookup. Scores come from `talkface.predict.predict`, the same function that
+computes every metric on the model card. Besides the scores, a result carries what explains them:
+warnings about the input, the model's attention, the sync figures and curves, which face was
+scored and the identity signal.
+
+    scorer = talkface.load_scorer()            # the active shipped checkpoint
+    result = scorer.score("clip.mp4")
+    result.scores                               # {"lip_sync": 0.81, ...}; None = not judged
+
+A Scorer keeps no per-call state (the extractor opens a session per clip; remembered results are
+handed out as deep copies), so one Scorer can serve several threads.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+
+from . import media
+from .cache import FeatureCache, file_hash
+from .checkpoint import LoadedModel, load_checkpoint
+from .errors import MediaError, TalkfaceError
+from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
+from .predict import Clip, predict
+from .results import ScoreResult, TaskScore, no_face_message, task_score
+from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
+from .sync.correlation import correlation_sync
+from .sync.result import SyncResult
+
+log = logging.getLogger(__name__)
+MEMO_BYTES = 64 * 1024 ** 2  # results kept in memory per Scorer, for rescoring the same clip
+
+
+def extractor_for(spec: FeatureSpec, **overrides) -> Extractor:
+    """The Extractor that reproduces `spec`'s features (its ExtractorConfig), with `overrides`
+    (e.g. max_seconds, or a backend option, which then no longer matches the spec). Identity is
+    a scoring-time signal, not a feature: scoring embeds DEFAULT_IDENTITY_FRAMES frames whatever
+    the checkpoint's training data used."""
+    overrides.setdefault("identity_frames", DEFAULT_IDENTITY_FRAMES)
+    return Extractor(resolve_config(spec.extractor, **overrides))
+
+
+def _result_bytes(result: ScoreResult) -> int:
+    arrays = [*result.attention.values(), result.valid]
+    if result.sync is not None:
+        arrays += [result.sync.mouth_open, result.sync.audio_level, result.sync.curve]
+    return sum(np.asarray(a).nbytes for a in arrays) + 64 * len(result.info.get("boxes") or [])
+
+
+class Scorer:
+    """A checkpoint and its matching extractor. Build once (`load_scorer`), score many clips."""
+
+    def __init__(self, loaded: LoadedModel, extractor: Optional[Extractor] = None,
+                 cache: FeatureCache | None | bool = True, device: str = "cpu") -> None:
+        self.loaded = loaded
+        self.extractor = extractor if extractor is not None else extractor_for(loaded.spec)
+        loaded.spec.check_compatible(self.extractor.spec, "checkpoint", "extractor")
+        self.cache: Optional[FeatureCache] = FeatureCache() if cache is True else (cache or None)
+        self.device = torch.device(device)
+        loaded.model.to(self.device)
+        self._memo: OrderedDict[tuple, ScoreResult] = OrderedDict()
+        self._memo_bytes = 0
+        self._lock = threading.Lock()
+        self._references: dict[str, Optional[np.ndarray]] = {}
+
+    def clear_memory(self) -> None:
+        """Forget results kept in memory (the feature cache on disk is kept)."""
+        with self._lock:
+            self._memo.clear()
+            self._memo_bytes = 0
+
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        return list(self.loaded.tasks)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.loaded.spec
+
+    def features(self, video: str | os.PathLike, progress: Optional[Progress] = None,
+                 face: Optional[int] = None, digest: Optional[str] = None) -> FeatureBundle:
+        """Features of `video` (from the cache when the same bytes were seen before). The file
+        is probed once and hashed once."""
+        info = media.probe(video)  # readable errors for missing, empty or non-video files
+        if self.cache is not None:
+            bundle = self.cache.get_or_extract(self.extractor, video, progress,
+                                               digest or file_hash(video), info, face)
+        else:
+            bundle = self.extractor.extract(video, progress=progress, info=info, face=face)
+        self.spec.check_compatible(bundle.spec, "checkpoint", "cached features")
+        return bundle
+
+    def score(self, video: str | os.PathLike, progress: Optional[Progress] = None,
+              face: Optional[int] = None, reference=None) -> ScoreResult:
+        """Score one clip. Raises a `TalkfaceError` (with a readable message) when it cannot.
+        `face`: score that face track (see `result.face_summary()`) instead of the speaking
+        one; `reference`: a portrait (path or RGB array) of the person the clip should show."""
+        digest = file_hash(video)  # names a missing file or a folder before anything else
+        key = (digest, face)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                result = copy.deepcopy(self._memo[key])
+                return self._with_reference(_renamed(result, str(video)), reference)
+        bundle = self.features(video, progress, face, digest)
+        result = self.score_bundles([bundle], [str(video)])[0]
+        self._remember(key, result)
+        return self._with_reference(copy.deepcopy(result), reference)
+
+    def _remember(self, key: tuple, result: ScoreResult) -> None:
+        size = _result_bytes(result)
+        with self._lock:
+            if key in self._memo:
+                return
+            self._memo[key] = result
+            self._memo_bytes += size
+            while self._memo_bytes > MEMO_BYTES and len(self._memo) > 1:
+                _, old = self._memo.popitem(last=False)
+                self._memo_bytes -= _result_bytes(old)
+
+    def score_many(self, paths: Iterable[str | os.PathLike], batch_size: int = 8,
+                   progress: Optional[Progress] = None, reference=None) -> list[ScoreResult]:
+        """Score several clips, the model running on padded batches. A clip that fails gives a
+        result with `error` set (and no scores) instead of stopping the batch.
+        `progress(done, total, file)` is called after each clip's features are ready."""
+        paths = [str(p) for p in paths]
+        results: dict[int, ScoreResult] = {}
+        ready: list[tuple[int, FeatureBundle]] = []
+        for i, path in enumerate(paths):
+            try:
+                ready.append((i, self.features(path)))
+            except TalkfaceError as err:
+                results[i] = ScoreResult.failed(path, str(err))
+            except Exception as err:  # one unreadable file must not stop a batch
+                log.exception("unexpected failure on %s", path)
+                results[i] = ScoreResult.failed(path, f"{Path(path).name}: unexpected "
+                                                      f"{type(err).__name__}: {err}")
+            if progress is not None:
+                progress(i + 1, len(paths), Path(path).name)
+        faced = [(i, b) for i, b in ready if b.valid.any()]
+        for i, b in ready:
+            if not b.valid.any():
+                results[i] = ScoreResult.failed(paths[i], no_face_message(paths[i]))
+        for start in range(0, len(faced), batch_size):
+            chunk = faced[start:start + batch_size]
+            scored = self.score_bundles([b for _, b in chunk], [paths[i] for i, _ in chunk])
+            for (i, _), result in zip(chunk, scored):
+                results[i] = self._with_reference(result, reference)
+        return [results[i] for i in range(len(paths))]
+
+    def score_bundles(self, bundles: list[FeatureBundle], names: list[str]) -> list[ScoreResult]:
+        """Run the model on already extracted bundles (through `talkface.predict.predict`)."""
+        for bundle, name in zip(bundles, names):
+            if not bundle.valid.any():
+                raise MediaError(no_face_message(name))
+        clips = [Clip.from_bundle(b, n) for b, n in zip(bundles, names)]
+        preds = predict(self.loaded.model, clips, batch_size=len(clips), device=self.device,
+                        attention=True)
+        return [self._result(b, n, c, p) for b, n, c, p in zip(bundles, names, clips, preds)]
+
+    def _result(self, bundle: FeatureBundle, name: str, clip: Clip, pred) -> ScoreResult:
+        tasks = {t.name: task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""))
+                 for t in self.tasks}
+        info = copy.deepcopy(bundle.info)
+        identity = {k: v for k, v in (info.get("identity") or {}).items() if k != "descriptors"}
+        return ScoreResult(str(name), tasks, tuple(bundle.warnings), pred.attention,
+                           sync_result(bundle), bundle.valid.copy(), bundle.spec.fps, info,
+                           identity=identity)
+
+    def reference_descriptor(self, reference) -> Optional[np.ndarray]:
+        """Identity embedding of a portrait (image path or RGB array), remembered per file."""
+        from .faces.reference import portrait_descriptor
+        key = file_hash(reference) if isinstance(reference, (str, os.PathLike)) else None
+        if key is not None and key in self._references:
+            return self._references[key]
+        vector = portrait_descriptor(reference, self.extractor)
+        if key is not None:
+            self._references[key] = vector
+        return vector
+
+    def _with_reference(self, result: ScoreResult, reference) -> ScoreResult:
+        if reference is None or not result.ok:
+            return result
+        from .faces.identity import cosine
+        ref = self.reference_descriptor(reference)
+        vectors = (result.info.get("identity") or {}).get("descriptors") or []
+        identity = dict(result.identity)
+        if ref is None:
+            identity["reference_similarity"] = None
+            identity["reference_note"] = "no face found in the reference portrait"
+        elif vectors:
+            similarity = float(np.mean([cosine(ref, np.asarray(v)) for v in vectors]))
+            identity["reference_similarity"] = round(similarity, 4)
+            # dlib's decision rule: same person when the distance is below 0.6 (cosine > 0.82)
+            identity["reference_same_person"] = bool(np.sqrt(max(2 - 2 * similarity, 0)) < 0.6)
+        return _replace(result, identity=identity)
+
+
+def sync_result(bundle: FeatureBundle) -> SyncResult:
+    """The clip's sync figures: the sync model's (stored with the features), else the
+    mouth-opening / loudness correlation."""
+    stored = bundle.info.get("sync")
+    if stored:
+        return SyncResult.from_dict(stored, bundle.spec.fps)
+    return correlation_sync(bundle)
+
+
+def _replace(result: ScoreResult, **changes) -> ScoreResult:
+    from dataclasses import replace
+    return replace(result, **changes)
+
+
+def _renamed(result: ScoreResult, file: str) -> ScoreResult:
+    return _replace(result, file=file)
+
+
+def read_frames(video: str | os.PathLike, indices: Iterable[int], fps: float,
+                max_side: int = 192, max_seconds: float = media.DEFAULT_MAX_SECONDS) \
+        -> dict[int, np.ndarray]:
+    """Decode only the frames at `indices` on the fps grid: {index: (H, W, 3) uint8}."""
+    wanted = set(int(i) for i in indices)
+    found: dict[int, np.ndarray] = {}
+    if not wanted:
+        return found
+    for i, frame in enumerate(media.iter_frames(video, fps, max_side, max_seconds)):
+        if i in wanted:
+            found[i] = frame
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def load_scorer(path: str | os.PathLike | None = None,
+                cache: FeatureCache | str | os.PathLike | bool = True, device: str = "cpu",
+                **overrides) -> Scorer:
+    """Load a checkpoint (default: the active one) and the extractor it was trained with.
+
+    `overrides` change the checkpoint's feature settings (ExtractorConfig fields such as
+    `max_seconds`, or backend options); if that changes the features the model expects, this
+    raises `SpecMismatch` naming both specs. `cache`: True for the default feature cache, a folder
+    for another one, False for none. `device`: "cpu", "cuda", or "auto" (CUDA when there is one).
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_checkpoint(path)
+    extractor = extractor_for(loaded.spec, **overrides)
+    if isinstance(cache, (str, os.PathLike)):
+        cache = FeatureCache(cache)
+    return Scorer(loaded, extractor, cache, device)
+
+
+__all__ = ["Scorer", "ScoreResult", "TaskScore", "load_scorer", "read_frames", "task_score"]

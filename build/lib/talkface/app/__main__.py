@@ -1,0 +1,4 @@
+"""`python -m talkface.app [--host ...] [--port ...]`"""
+from .ui import main
+
+main()

@@ -1,0 +1,12 @@
+"""Constants every layer shares, defined once (as whisper's `audio.py` defines SAMPLE_RATE and
+HOP_LENGTH and derives the rest).
+
+Every clip is resampled to one frame grid and one audio rate before anyone looks at it, so a
+frame index means the same instant in the media, the features, the model and the app.
+"""
+FPS = 25.0  # frames per second of the common time grid
+SAMPLE_RATE = 16000  # audio samples per second (mono)
+HOP = int(round(SAMPLE_RATE / FPS))  # 640 audio samples per video frame
+MIN_SECONDS = 0.5  # below this there is not one syllable to judge lip sync on
+MAX_SECONDS = 120.0  # longer clips are analysed up to here, with a warning
+TASKS = ("lip_sync", "visual_quality", "temporal_quality", "overall")

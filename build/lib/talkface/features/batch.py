@@ -1,0 +1,72 @@
+"""Run one job per file with an `Extractor`, in worker processes, one error message per file.
+
+Shared by `python -m talkface extract` and dataset loading. Each worker process builds its own
+extractor once from the `ExtractorConfig` (models cannot be pickled) and keeps it for the
+process's life: that per-process slot (`_PROCESS`) is only ever filled inside a spawned worker. A
+failing file becomes a message naming it and the batch goes on. Workers are spawned, not forked:
+forking a process that already runs torch or OpenMP threads can deadlock.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from ..errors import TalkfaceError
+from ..spec import ExtractorConfig
+
+Job = Callable[[Any, Any], Any]  # (extractor or None, item) -> result
+_PROCESS: dict = {}  # a worker process's own extractor (never set in the calling process)
+
+
+def _init_worker(config: Optional[ExtractorConfig], threads: int) -> None:
+    # N workers x all-core thread pools would fight over the CPUs: give each its share. This
+    # runs in a spawned worker process, never in the caller's.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import cv2
+    import torch
+    cv2.setNumThreads(threads)
+    torch.set_num_threads(threads)
+    from .extract import Extractor
+    _PROCESS["extractor"] = Extractor(config) if config is not None else None
+
+
+def _run(job: Job, extractor, item: Any, name: str) -> tuple[Any, Optional[str]]:
+    try:
+        return job(extractor, item), None
+    except TalkfaceError as err:
+        message = str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+        message = f"unexpected {type(err).__name__}: {err}"
+    return None, message if name in message else f"{name}: {message}"
+
+
+def _run_in_worker(args: tuple) -> tuple[Any, Optional[str]]:
+    job, item, name = args
+    return _run(job, _PROCESS.get("extractor"), item, name)
+
+
+def run_per_file(job: Job, items: Sequence[Any], names: Sequence[str],
+                 config: Optional[ExtractorConfig], workers: int = 1, extractor=None
+                 ) -> Iterator[tuple[Any, Optional[str]]]:
+    """Yield (result, None) or (None, "file: what went wrong") per item, in order.
+
+    `job(extractor, item)` must be a module-level function (it is sent to the workers);
+    `config=None` means the job needs no extractor. In one process, an `extractor` the caller
+    already built is used instead of building another.
+    """
+    labels = [Path(name).name for name in names]
+    if workers > 1 and len(items) > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(config, threads)) as pool:
+            yield from pool.map(_run_in_worker, [(job, item, label) for item, label in
+                                                 zip(items, labels)], chunksize=4)
+        return
+    if extractor is None and config is not None:
+        from .extract import Extractor
+        extractor = Extractor(config)
+    for item, label in zip(items, labels):
+        yield _run(job, extractor, item, label)

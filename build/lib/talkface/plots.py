@@ -1,0 +1,183 @@
+"""Plotly figures for the app (and notebooks): what a score is made of, drawn on the clip's time.
+
+Every figure takes plain results (`ScoreResult`, a leaderboard frame, metrics records) and returns
+a `plotly.graph_objects.Figure`; nothing here knows about Gradio.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .spec import TaskSpec
+
+HEIGHT = 320
+PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477"]
+
+
+def _layout(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01), height=height, template="plotly_white",
+                      margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A blank figure that says why there is nothing to show."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height=200)
+
+
+def radar(named_mos: dict[str, dict[str, float]], tasks: list[TaskSpec]) -> go.Figure:
+    """{name: {task: 1-5 score}} -> one closed polygon per name on a 1-5 radial axis."""
+    labels = [t.label or t.name for t in tasks]
+    fig = go.Figure()
+    for i, (name, mos) in enumerate(named_mos.items()):
+        values = [mos.get(t.name, np.nan) for t in tasks]
+        fig.add_trace(go.Scatterpolar(r=values + values[:1], theta=labels + labels[:1],
+                                      fill="toself", name=name, opacity=0.6,
+                                      line_color=PALETTE[i % len(PALETTE)]))
+    fig.update_layout(polar=dict(radialaxis=dict(range=[1, 5], tickvals=[1, 2, 3, 4, 5])))
+    return _layout(fig, "Scores on the 1-5 scale", height=360)
+
+
+def result_radar(result) -> go.Figure:
+    judged = [s for s in result.tasks.values() if s.judged]  # a task not judged has no point
+    return radar({"this clip": {s.task.name: s.mos for s in judged}}, [s.task for s in judged])
+
+
+def attention_heatmap(result) -> go.Figure:
+    """Temporal attention as a strip over the clip's timeline (seconds); frames without a face
+    are left blank, the most attended frames are marked."""
+    weights = result.attention.get("temporal")
+    if weights is None or len(weights) == 0:
+        return empty_figure("this model gives no temporal attention", "Temporal attention")
+    times = (np.arange(len(weights)) + 0.5) / result.fps  # frame k covers [k, k+1) / fps
+    shown = np.where(result.valid, weights, np.nan)
+    fig = go.Figure(go.Heatmap(z=[shown], x=times, y=["attention"], colorscale="Viridis",
+                               colorbar=dict(thickness=10, nticks=3, tickformat=".2g"),
+                               hovertemplate="t=%{x:.2f}s<br>weight=%{z:.4f}<extra></extra>"))
+    top = result.attended_frames(3, most=True)
+    fig.add_trace(go.Scatter(x=times[top], y=["attention"] * len(top), mode="markers",
+                             marker=dict(symbol="triangle-down", size=12, color="white",
+                                         line=dict(color="black", width=1)),
+                             name="most attended", hoverinfo="skip"))
+    fig.update_xaxes(title="time (s)", range=[0, len(weights) / result.fps])
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, "Where the model looked (temporal attention)", height=220)
+
+
+def cross_matrix(result) -> go.Figure:
+    """Video-to-audio attention (T, T), pooled for display; axes in seconds."""
+    pooled = result.attention.get("cross")
+    if pooled is None:
+        return empty_figure("this model has no cross-modal attention (only the `improved` "
+                            "model has one)", "Cross-modal attention")
+    pooled = np.asarray(pooled)  # already pooled to at most 200 x 200 (talkface.predict)
+    step = result.n_frames / result.fps / pooled.shape[0]
+    ticks = (np.arange(pooled.shape[0]) + 0.5) * step  # cell centres
+    fig = go.Figure(go.Heatmap(z=pooled, x=ticks, y=ticks, colorscale="Magma",
+                               colorbar=dict(thickness=12),
+                               hovertemplate="video %{y:.2f}s<br>audio %{x:.2f}s<br>"
+                                             "%{z:.4f}<extra></extra>"))
+    end = result.n_frames / result.fps
+    fig.update_xaxes(title="audio time (s)", range=[0, end])
+    fig.update_yaxes(title="video time (s)", range=[end, 0])
+    return _layout(fig, "Cross-modal attention (video frames attending to audio)", height=420)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, float)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0 or np.ptp(finite) == 0:
+        return np.zeros_like(x)
+    return (x - finite.min()) / np.ptp(finite)
+
+
+def sync_plot(sync) -> go.Figure:
+    """Top: mouth opening and loudness (each scaled to [0, 1]) over time. Middle: the
+    audio-visual distance at each offset, lowest at the estimate. Bottom, where the sync model
+    gave one: the best offset of each window over time (where a clip drifts or breaks)."""
+    if sync is None or sync.mouth_open.size == 0:
+        return empty_figure("no sync figures for this clip", "Lip sync")
+    windows = sync.window_times.size > 0
+    title = (f"Distance vs AV offset: {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms), "
+             f"confidence {sync.confidence:.2f}" + ("" if sync.reliable else " - not reliable")
+             if sync.judged else f"AV offset not judged: {sync.reason}")
+    rows = 3 if windows else 2
+    fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.16,
+                        subplot_titles=("Mouth opening vs loudness", title,
+                                        "Best offset per window")[:rows])
+    t = np.arange(len(sync.mouth_open)) / sync.fps
+    fig.add_trace(go.Scatter(x=t, y=_unit(sync.mouth_open), name="mouth opening",
+                             line_color=PALETTE[0]), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=_unit(sync.audio_level), name="loudness",
+                             line_color=PALETTE[1]), row=1, col=1)
+    fig.update_xaxes(title_text="time (s)", row=1, col=1)
+    fig.update_yaxes(title_text="scaled", row=1, col=1)
+    if sync.judged and sync.curve.size:
+        lag_ms = np.asarray(sync.offsets, float) * 1000.0 / sync.fps
+        fig.add_trace(go.Scatter(x=lag_ms, y=sync.curve, name="distance",
+                                 mode="lines+markers", line_color=PALETTE[3]), row=2, col=1)
+        fig.add_vline(x=sync.offset_ms, line_dash="dash", line_color="black", row=2, col=1)
+        fig.update_xaxes(title_text="audio delay (ms; > 0 = audio late)", row=2, col=1)
+        fig.update_yaxes(title_text="distance", row=2, col=1)
+    if windows:
+        fig.add_trace(go.Scatter(x=sync.window_times, y=sync.window_offsets, mode="markers",
+                                 name="window offset", marker=dict(
+                                     color=sync.window_confidence, colorscale="Viridis",
+                                     size=6, showscale=False)), row=3, col=1)
+        fig.update_xaxes(title_text="time (s)", row=3, col=1)
+        fig.update_yaxes(title_text="offset (frames)", row=3, col=1)
+    return _layout(fig, "", height=260 * rows)
+
+
+def grouped_bars(board: pd.DataFrame, tasks: list[TaskSpec]) -> go.Figure:
+    """Leaderboard -> bars of the mean per task, one colour per group, 95% CI as error bars."""
+    if board.empty:
+        return empty_figure("no scored clips to compare", "Leaderboard")
+    labels = [t.label or t.name for t in tasks]
+    fig = go.Figure()
+    for i, row in board.reset_index(drop=True).iterrows():
+        means = np.array([row[f"{t.name}_mean"] for t in tasks], float)
+        high = np.array([row[f"{t.name}_ci_high"] for t in tasks], float) - means
+        low = means - np.array([row[f"{t.name}_ci_low"] for t in tasks], float)
+        fig.add_trace(go.Bar(x=labels, y=means, name=str(row["group"]),
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             error_y=dict(type="data", array=np.nan_to_num(high),
+                                          arrayminus=np.nan_to_num(low), visible=True)))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="mean score (95% CI)")
+    return _layout(fig, "Generators per task", height=380)
+
+
+def training_curves(records: Iterable[dict], reference: Optional[dict] = None) -> go.Figure:
+    """metrics.jsonl records -> losses (left) and mean validation metrics (right) per epoch.
+    Nested records are flattened (`val.mean.srcc`). `reference`: {metric: value} of the active
+    checkpoint (e.g. {"srcc": 0.7}), drawn as dotted lines."""
+    frame = pd.json_normalize(list(records))
+    if frame.empty:
+        return empty_figure("waiting for the first epoch...", "Training")
+    x = frame["epoch"] if "epoch" in frame else pd.Series(range(1, len(frame) + 1))
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    losses = [c for c in numeric if c.endswith("loss")]
+    metrics = [c for c in numeric if c.startswith("val.mean.")] or \
+        [c for c in numeric if c.startswith("val") and c not in losses]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation metrics (mean)"))
+    for i, col in enumerate(losses):
+        fig.add_trace(go.Scatter(x=x, y=frame[col], name=col, mode="lines+markers",
+                                 line_color=PALETTE[i % len(PALETTE)]), row=1, col=1)
+    for i, col in enumerate(metrics):
+        color, short = PALETTE[(i + len(losses)) % len(PALETTE)], col.rsplit(".", 1)[-1]
+        fig.add_trace(go.Scatter(x=x, y=frame[col], name=short, mode="lines+markers",
+                                 line_color=color), row=1, col=2)
+        if reference and short in reference:
+            fig.add_hline(y=reference[short], line_dash="dot", line_color=color, row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, "", height=360)

@@ -1,0 +1,143 @@
+"""The one inference path: clips -> padded batches -> model -> scores users see.
+
+The Scorer, training's validation, `train.evaluate`, `train.compare`, `train.ship` and the app
+all call `predict`, so every number on a model card is a number a user gets (as nanoGPT evaluates
+with its training script's own code). Scores are clipped into each task's range (the `original`
+model's linear heads are unbounded) and set to NaN where a task cannot be judged for that clip
+(`Clip.unjudged`: lip sync without audio or without speech).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+MAX_CROSS_SIDE = 200  # cross-attention matrices are pooled to at most this size
+
+
+@dataclass
+class Clip:
+    """A clip's features as the model sees them. `unjudged` maps a task to why it cannot be
+    judged for this clip; `targets` (n_tasks,) are labels where known (NaN = none)."""
+
+    visual: np.ndarray  # (T, Dv) float32
+    audio: np.ndarray  # (T, Da) float32
+    valid: np.ndarray  # (T,) bool
+    file: str = ""
+    unjudged: dict[str, str] = field(default_factory=dict)
+    targets: Optional[np.ndarray] = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.valid.shape[0])
+
+    def bundle(self, spec):
+        """This clip as a FeatureBundle (for measures that look columns up by name)."""
+        from .features.extract import FeatureBundle
+        info = {"sync": {"judged": False, "reason": self.unjudged["lip_sync"]}} \
+            if "lip_sync" in self.unjudged else {}
+        return FeatureBundle(self.visual, self.audio, self.valid, spec, info)
+
+    @classmethod
+    def from_bundle(cls, bundle, file: str = "", targets=None) -> "Clip":
+        return cls(bundle.visual, bundle.audio, bundle.valid, file, unjudged_tasks(bundle.info),
+                   targets)
+
+
+def unjudged_tasks(info: dict) -> dict[str, str]:
+    """Tasks a clip's inputs do not allow judging, with the reason (from the bundle's info)."""
+    if not info.get("has_audio", True):
+        return {"lip_sync": "no audio track"}
+    if info.get("silent_audio", False):
+        return {"lip_sync": "the audio track is silent"}
+    sync = info.get("sync") or {}
+    if sync and not sync.get("judged", True):
+        return {"lip_sync": sync.get("reason", "cannot be judged")}
+    return {}
+
+
+@dataclass
+class Prediction:
+    """One clip's output: `scores[task]` in the task's range (NaN = not judged), attention maps
+    for display: "temporal" (T,), "cross" (at most MAX_CROSS_SIDE square) where the model has
+    one."""
+
+    scores: dict[str, float]
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def pad_batch(clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clips -> visual (B, T, Dv), audio (B, T, Da), mask (B, T) bool, zero-padded to the longest;
+    the mask is False on padding and on frames without a face."""
+    t = max(c.n_frames for c in clips)
+    n, dv, da = len(clips), clips[0].visual.shape[1], clips[0].audio.shape[1]
+    visual, audio = np.zeros((n, t, dv), np.float32), np.zeros((n, t, da), np.float32)
+    mask = np.zeros((n, t), bool)
+    for i, c in enumerate(clips):
+        visual[i, :c.n_frames], audio[i, :c.n_frames], mask[i, :c.n_frames] = \
+            c.visual, c.audio, c.valid
+    return torch.from_numpy(visual), torch.from_numpy(audio), torch.from_numpy(mask)
+
+
+def pool_matrix(matrix: np.ndarray, side: int = MAX_CROSS_SIDE) -> np.ndarray:
+    """Average-pool a (T, T) matrix to at most (side, side)."""
+    t = matrix.shape[0]
+    if t <= side:
+        return np.asarray(matrix, np.float32)
+    edges = np.linspace(0, t, side + 1).astype(int)
+    rows = np.add.reduceat(matrix, edges[:-1], axis=0) / np.diff(edges)[:, None]
+    return (np.add.reduceat(rows, edges[:-1], axis=1) / np.diff(edges)[None, :]).astype(
+        np.float32)
+
+
+def _finish(task, value: float, reason: Optional[str]) -> float:
+    if reason is not None or not np.isfinite(value):
+        return float("nan")
+    return float(min(max(value, task.low), task.high))
+
+
+@torch.inference_mode()
+def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | torch.device = "cpu",
+            attention: bool = False) -> list[Prediction]:
+    """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length.
+    Returns one Prediction per clip, in order. The model's train/eval mode is restored after."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(clips)), key=lambda i: clips[i].n_frames)
+    out: dict[int, Prediction] = {}
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = [clips[i] for i in chunk]
+            visual, audio, mask = (x.to(device) for x in pad_batch(batch))
+            result = model(visual, audio, mask)
+            raw = {t.name: result.scores[t.name].float().cpu().numpy() for t in model.tasks}
+            for b, (i, clip) in enumerate(zip(chunk, batch)):
+                scores = {t.name: _finish(t, raw[t.name][b], clip.unjudged.get(t.name))
+                          for t in model.tasks}
+                maps = {}
+                if attention:
+                    n = clip.n_frames
+                    maps["temporal"] = result.attention["temporal"][b, :n].float().cpu().numpy()
+                    if "cross" in result.attention:
+                        maps["cross"] = pool_matrix(
+                            result.attention["cross"][b, :n, :n].float().cpu().numpy())
+                out[i] = Prediction(scores, maps)
+    finally:
+        model.train(was_training)
+    return [out[i] for i in range(len(clips))]
+
+
+def predict_arrays(model, clips: Sequence[Clip], batch_size: int = 8,
+                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(predictions (N, K), targets (N, K)) in task order, NaN where not judged / unlabelled:
+    the arrays every metric is computed from."""
+    preds = predict(model, clips, batch_size, device)
+    names = [t.name for t in model.tasks]
+    p = np.array([[pr.scores[n] for n in names] for pr in preds], np.float64).reshape(-1,
+                                                                                      len(names))
+    targets = np.array([c.targets if c.targets is not None else np.full(len(names), np.nan)
+                        for c in clips], np.float64).reshape(-1, len(names))
+    return p, targets

@@ -1,0 +1,158 @@
+"""What scoring a clip returns: plain values, one schema for the API, the CLI's JSON and the app.
+
+Results are frozen dataclasses; the Scorer hands out deep copies of what it remembers, so a
+caller changing one result cannot change the next.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .spec import TaskSpec
+from .sync.result import SyncResult
+
+BANDS = [(4.5, "excellent"), (3.5, "good"), (2.5, "fair"), (1.5, "poor"), (-math.inf, "bad")]
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One task's score: `value` in the task's own range, or None when the clip does not allow
+    judging it (`reason` says why). `unit` in [0, 1] and `mos` on 1-5 follow from `value`."""
+
+    task: TaskSpec
+    value: Optional[float]
+    reason: str = ""
+    percentile: Optional[float] = None  # share of reference clips scoring lower (0-100)
+    spread: Optional[float] = None  # ensemble members' standard deviation, where there are some
+
+    @property
+    def judged(self) -> bool:
+        return self.value is not None
+
+    @property
+    def unit(self) -> Optional[float]:
+        if self.value is None:
+            return None
+        return (self.value - self.task.low) / (self.task.high - self.task.low)
+
+    @property
+    def mos(self) -> Optional[float]:
+        return None if self.value is None else self.task.to_mos(self.value)
+
+    @property
+    def band(self) -> str:
+        if self.value is None:
+            return "not judged"
+        return next(name for low, name in BANDS if self.mos >= low)
+
+    @property
+    def meaning(self) -> str:
+        """One line a reader can act on, e.g. 'good lip sync (4.1/5): Do the lips move ...'."""
+        label = self.task.label or self.task.name
+        if self.value is None:
+            return f"{label} not judged: {self.reason}"
+        text = f"{self.band} {label.lower()} ({self.mos:.1f}/5)"
+        return f"{text}: {self.task.description}" if self.task.description else text
+
+    def to_dict(self) -> dict:
+        t = self.task
+        return {"label": t.label or t.name, "score": self.value, "unit": self.unit,
+                "mos": self.mos, "range": [t.low, t.high], "higher_is_better": t.higher_is_better,
+                "band": self.band, "meaning": self.meaning, "judged": self.judged,
+                "reason": self.reason or None, "percentile": self.percentile,
+                "spread": self.spread}
+
+
+def task_score(task: TaskSpec, value: float, reason: str = "", **extra) -> TaskScore:
+    """A TaskScore from a predicted value (NaN = not judged)."""
+    if value is None or not np.isfinite(value):
+        return TaskScore(task, None, reason or "cannot be judged", **extra)
+    return TaskScore(task, float(min(max(value, task.low), task.high)), **extra)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Everything `Scorer.score` found out about one clip."""
+
+    file: str
+    tasks: dict[str, TaskScore]
+    warnings: tuple[str, ...]
+    attention: dict[str, np.ndarray]  # "temporal": (T,), "cross": pooled (<= 200 x 200)
+    sync: Optional[SyncResult]
+    valid: np.ndarray  # (T,) bool: a face was found
+    fps: float
+    info: dict = field(default_factory=dict)
+    error: Optional[str] = None  # set instead of scores by `score_many` for a file that failed
+    identity: dict = field(default_factory=dict)  # consistency, reference similarity
+    out_of_distribution: Optional[str] = None  # why the inputs look unlike the training data
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def scores(self) -> dict[str, Optional[float]]:
+        """{task: value in the task's range, or None where not judged}."""
+        return {name: s.value for name, s in self.tasks.items()}
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def boxes(self) -> list:
+        """The scored face's box per frame ([x0, y0, x1, y1] source pixels, or None)."""
+        return list(self.info.get("boxes") or [])
+
+    def attended_frames(self, k: int = 3, most: bool = True) -> list[int]:
+        """Indices of the k most (or least) attended frames among frames with a face."""
+        weights = self.attention.get("temporal")
+        candidates = np.flatnonzero(self.valid)
+        if weights is None or candidates.size == 0:
+            return []
+        order = candidates[np.argsort(weights[candidates], kind="stable")]
+        picked = order[::-1][:k] if most else order[:k]
+        return [int(i) for i in picked]
+
+    def to_dict(self, detail: bool = True) -> dict:
+        """JSON-able, one schema for the CLI and the app. `detail=False` keeps the per-file
+        summary: file, scores, mos, band, sync figures, identity, warnings, error."""
+        ok = self.ok
+        out = {"file": self.file, "scores": self.scores if ok else None,
+               "mos": {n: s.mos for n, s in self.tasks.items()} if ok else None,
+               "band": {n: s.band for n, s in self.tasks.items()} if ok else None,
+               "percentile": {n: s.percentile for n, s in self.tasks.items()} if ok else None,
+               "sync": self.sync.summary() if ok and self.sync is not None else None,
+               "identity": dict(self.identity) if ok else None,
+               "face": self.face_summary() if ok else None,
+               "out_of_distribution": self.out_of_distribution,
+               "warnings": list(self.warnings), "error": self.error}
+        if detail and ok:
+            out["tasks"] = {name: s.to_dict() for name, s in self.tasks.items()}
+            out["fps"] = self.fps
+            out["n_frames"] = self.n_frames
+            out["valid"] = [bool(v) for v in self.valid]
+            out["attention"] = {k: np.asarray(v).tolist() for k, v in self.attention.items()}
+            out["sync_detail"] = self.sync.to_dict() if self.sync is not None else None
+            out["info"] = {k: v for k, v in self.info.items()
+                           if k not in ("warnings", "boxes", "identity", "sync")}
+            out["boxes"] = self.boxes
+        return out
+
+    def face_summary(self) -> dict:
+        return {"scored_track": self.info.get("scored_track"),
+                "choice": self.info.get("face_choice"),
+                "tracks": self.info.get("tracks", []), "pose": self.info.get("pose")}
+
+    @classmethod
+    def failed(cls, file: str, error: str) -> "ScoreResult":
+        return cls(str(file), {}, (), {}, None, np.zeros(0, bool), 0.0, error=error)
+
+
+def no_face_message(name: str) -> str:
+    return (f"{Path(name).name}: no face was found in any frame, so the clip cannot be scored "
+            f"(talkface needs one visible face of at least about 32 pixels)")

@@ -1,0 +1,154 @@
+"""`python -m talkface score` and `python -m talkface compare`.
+
+    python -m talkface score clip.mp4 folder/ --json scores.json --csv scores.csv
+    python -m talkface compare --group wav2lip=out/wav2lip --group sadtalker=out/sad --csv board.csv
+
+`score --json` writes one object per file in the schema the app's download uses
+(`ScoreResult.to_dict(detail=False)`): "file", "scores" (null for a task that cannot be judged),
+"mos", "band", "percentile", "sync" (offset_frames, offset_ms, confidence, min_dist, judged,
+reliable), "identity", "face", "warnings", "error". A file that cannot be scored gets
+"scores": null and its error message, the batch goes on, and the exit status is 1 (2 when nothing
+could run: a bad checkpoint or arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from .errors import TalkfaceError
+
+
+def add_parsers(subparsers) -> None:
+    score = subparsers.add_parser("score", help="score talking-face videos with a checkpoint")
+    score.add_argument("paths", nargs="+", help="video files or folders (searched recursively)")
+    score.add_argument("--json", dest="json_out", help="write per-file results as JSON here")
+    score.add_argument("--csv", dest="csv_out", help="write per-file scores as CSV here")
+    score.add_argument("--face", type=int, help="score this face track (see the JSON's "
+                       "face.tracks) instead of the speaking one; one file at a time")
+    score.add_argument("--reference", help="a portrait of the person the clips should show: "
+                       "adds identity.reference_similarity (CSIM)")
+    _common(score)
+    score.set_defaults(func=run_score)
+
+    compare = subparsers.add_parser("compare", help="leaderboard of generators (groups of clips)")
+    compare.add_argument("--group", action="append", required=True, metavar="NAME=PATH",
+                         help="a generator: a name and a file or folder of its clips (repeat)")
+    compare.add_argument("--csv", dest="csv_out",
+                         help="write the leaderboard here (and *_pairwise.csv beside it)")
+    _common(compare)
+    compare.set_defaults(func=run_compare_command)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="checkpoint folder (default: the active one)")
+    parser.add_argument("--no-cache", dest="no_cache", action="store_true",
+                        help="do not read or write the feature cache")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
+
+def _scorer(args):
+    from .api import load_scorer
+    return load_scorer(args.checkpoint, cache=not args.no_cache, device=args.device)
+
+
+def _videos(paths: list[str]) -> list[Path]:
+    from .cli import collect_videos
+    return collect_videos(paths)
+
+
+def _score_files(scorer, files: list[Path], batch_size: int, desc: str,
+                 reference=None) -> list:
+    with tqdm(total=len(files), desc=desc, unit="file", file=sys.stderr) as bar:
+        return scorer.score_many(files, batch_size=batch_size, progress=lambda *_: bar.update(),
+                                 reference=reference)
+
+
+def _score_one(scorer, file: Path, face: int, reference):
+    from .results import ScoreResult
+    try:
+        return scorer.score(file, face=face, reference=reference)
+    except TalkfaceError as err:
+        return ScoreResult.failed(str(file), str(err))
+
+
+def csv_row(record: dict) -> dict:
+    """One CSV row per file: scores (empty where not judged), the sync figures, warnings."""
+    sync = record.get("sync") or {}
+    return {"file": record["file"], **(record["scores"] or {}),
+            **{f"sync_{k}": sync.get(k) for k in ("offset_frames", "confidence", "judged",
+                                                  "reliable")},
+            "identity_consistency": (record.get("identity") or {}).get("consistency"),
+            "error": record["error"], "warnings": "; ".join(record["warnings"])}
+
+
+def run_score(args: argparse.Namespace) -> int:
+    files = _videos(args.paths)
+    if not files:
+        raise TalkfaceError(f"no video files found in {', '.join(args.paths)}")
+    if args.face is not None and len(files) != 1:
+        raise TalkfaceError("--face picks a face track of one clip; give one file")
+    scorer = _scorer(args)
+    if args.face is not None:
+        results = [_score_one(scorer, files[0], args.face, args.reference)]
+    else:
+        results = _score_files(scorer, files, args.batch_size, "score", args.reference)
+    records = [r.to_dict(detail=False) for r in results]
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(records, indent=1))
+    if args.csv_out:
+        pd.DataFrame([csv_row(r) for r in records]).to_csv(args.csv_out, index=False,
+                                                           float_format="%.4f")
+    for result in results:
+        _print_result(result)
+    failed = sum(not r.ok for r in results)
+    print(f"scored {len(results) - failed} of {len(results)} file(s) with {scorer.loaded.path}",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_result(result) -> None:
+    if not result.ok:
+        print(f"{result.file}: FAILED {result.error}")
+        return
+    scores = "  ".join(f"{n}={s.value:.3f} ({s.mos:.1f}/5)" if s.judged else f"{n}=not judged"
+                       for n, s in result.tasks.items())
+    print(f"{result.file}: {scores}")
+    sync = result.sync
+    if sync is not None and sync.judged:
+        print(f"  sync: offset {sync.offset_frames:+d} frames, confidence {sync.confidence:.2f}"
+              + ("" if sync.reliable else " (not reliable)"))
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from .compare import compare_groups, format_leaderboard, parse_group
+    groups: dict[str, list[Path]] = {}
+    for item in args.group:
+        name, path = parse_group(item)
+        files = _videos([path])
+        if not files:
+            raise TalkfaceError(f"group {name!r}: no video files found in {path}")
+        groups.setdefault(name, []).extend(files)
+    scorer = _scorer(args)
+    total = sum(len(f) for f in groups.values())
+    with tqdm(total=total, desc="compare", unit="file", file=sys.stderr) as bar:
+        comparison = compare_groups(scorer, groups, progress=lambda *_: bar.update())
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(format_leaderboard(comparison.leaderboard, comparison.tasks).to_string(index=False))
+        significant = comparison.pairwise[comparison.pairwise["p_value"] < 0.05]
+        if not significant.empty:
+            print("\nsignificant pairwise differences (Mann-Whitney U, p < 0.05):")
+            print(significant.to_string(index=False, float_format="%.3g"))
+    if args.csv_out:
+        comparison.to_csv(args.csv_out)
+    failed = comparison.scores["error"].notna()
+    for _, row in comparison.scores[failed].iterrows():
+        print(f"{row['group']}/{row['file']}: FAILED {row['error']}", file=sys.stderr)
+    return 1 if failed.any() else 0

@@ -1,0 +1,100 @@
+"""Ground-truth labels of the synthetic benchmark: documented, monotone, versioned formulas.
+
+Every degradation has one strength parameter x >= 0 (0 = clean) and a quality factor
+
+    q(x) = 1 / (1 + (x / x50) ** k)          in (0, 1], q(0) = 1, never rising as x grows,
+
+where x50 is the strength judged "half as good" and k sets how sharply quality falls. The tasks:
+
+    lip_sync         = q_offset * q_frozen_mouth * q_swap_mix * sqrt(q_freeze)
+    visual_quality   = q_blur * q_crf * q_noise
+    temporal_quality = q_shake * q_freeze * q_flicker
+    overall          = lip_sync ** 0.4 * visual_quality ** 0.3 * temporal_quality ** 0.3
+
+(without audio lip sync cannot be judged: lip_sync is NaN and overall = sqrt(visual * temporal)).
+Products and weighted geometric means of non-increasing factors are non-increasing, so every label
+is monotone in every parameter. A frozen frame cannot be in sync, hence sqrt(q_freeze) in lip_sync.
+
+Audio-visual offset quality follows ITU-R BT.1359-1 (`talkface.measures.q_offset`: audio early
+is noticed sooner than audio late; positive = audio late). The curves, the freeze constants and the
+overall combination are `talkface.measures`' own, shared with the baseline and the scorer.
+
+Strengths are not sampled directly: a target score is drawn uniformly in [q(x_max), 1] and
+inverted, x = x50 * (1/q - 1) ** (1/k), so the labels cover the range evenly instead of piling up
+near 1.0. Change any constant here and bump LABEL_VERSION.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..constants import TASKS
+from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, q_curve,
+                        q_offset)
+from ..measures import offset_for as _offset_for
+
+LABEL_VERSION = "synth-labels-1"
+BASE_CRF = 18  # every clip is encoded at least this hard; crf strength is crf - BASE_CRF
+MAX_OFFSET_FRAMES = 15
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One degradation: manifest column `param`, the task it lowers, and its q(x) constants."""
+
+    param: str
+    task: str
+    x50: float
+    k: float
+    max_strength: float
+    neutral: float = 0.0  # parameter value of a clean clip
+
+
+FACTORS = {
+    "frozen_mouth": Factor("frozen_mouth", "lip_sync", 0.35, 2.0, 1.0),
+    "swap_mix": Factor("swap_mix", "lip_sync", 0.40, 2.0, 1.0),
+    "blur_sigma": Factor("blur_sigma", "visual_quality", 1.5, 2.0, 6.0),
+    "crf": Factor("crf", "visual_quality", 20.0, 4.0, 33.0, neutral=BASE_CRF),
+    "noise_sigma": Factor("noise_sigma", "visual_quality", 10.0, 2.0, 40.0),
+    "shake_px": Factor("shake_px", "temporal_quality", 2.0, 2.0, 8.0),
+    "freeze_fraction": Factor("freeze_fraction", "temporal_quality", FREEZE_X50, FREEZE_K, 0.6),
+    "flicker_amp": Factor("flicker_amp", "temporal_quality", 0.06, 2.0, 0.3),
+}
+PARAMS = ("offset_frames",) + tuple(FACTORS)
+NEUTRAL = {"offset_frames": 0.0, **{f.param: f.neutral for f in FACTORS.values()}}
+
+
+def offset_for(target: float, audio_late: bool) -> float:
+    """Offset in frames (signed) whose q_offset equals `target`, capped at MAX_OFFSET_FRAMES."""
+    frames = _offset_for(target, audio_late)
+    return max(min(frames, MAX_OFFSET_FRAMES), -MAX_OFFSET_FRAMES)
+
+
+def q_factor(name: str, value: float) -> float:
+    f = FACTORS[name]
+    return q_curve(value - f.neutral, f.x50, f.k)
+
+
+def strength_for(name: str, target: float) -> float:
+    """Parameter value of factor `name` whose quality factor equals `target` (capped at max)."""
+    f = FACTORS[name]
+    return f.neutral + min(invert_curve(target, f.x50, f.k), f.max_strength)
+
+
+def min_quality(name: str) -> float:
+    """The lowest reachable quality factor of `name` (at its maximum strength)."""
+    if name == "offset_frames":
+        return max(q_offset(MAX_OFFSET_FRAMES), q_offset(-MAX_OFFSET_FRAMES))
+    f = FACTORS[name]
+    return q_curve(f.max_strength, f.x50, f.k)
+
+
+def compute_labels(params: dict, has_audio: bool = True) -> dict[str, float]:
+    """The four task labels in [0, 1] from a full or partial parameter dict (missing = clean)."""
+    p = {**NEUTRAL, **params}
+    q = {name: q_factor(name, p[name]) for name in FACTORS}
+    visual = q["blur_sigma"] * q["crf"] * q["noise_sigma"]
+    temporal = q["shake_px"] * q["freeze_fraction"] * q["flicker_amp"]
+    lip = q_offset(p["offset_frames"]) * q["frozen_mouth"] * q["swap_mix"] \
+        * q["freeze_fraction"] ** 0.5 if has_audio else float("nan")
+    return {"lip_sync": lip, "visual_quality": visual, "temporal_quality": temporal,
+            "overall": combine_overall(lip, visual, temporal)}

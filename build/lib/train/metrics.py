@@ -1,0 +1,113 @@
+"""Regression and ranking metrics for quality scores, defined once for training, evaluation and
+comparison: MSE, MAE, R2, Pearson (PLCC), Spearman (SRCC) and Kendall tau-b (KRCC).
+
+Implemented in numpy (no scipy at runtime) and checked against `scipy.stats` in
+tests/test_metrics.py. As in pyiqa, each metric states whether higher is better.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+HIGHER_IS_BETTER = {"mse": False, "mae": False, "r2": True, "pearson": True, "srcc": True,
+                    "krcc": True}
+METRIC_NAMES = tuple(HIGHER_IS_BETTER)
+
+
+def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
+    pred, true = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"pred has {pred.size} values, true has {true.size}")
+    # unlabelled samples (NaN targets) and clips the scorer does not judge (NaN predictions, e.g.
+    # lip sync without speech) are left out; `n` in `regression_metrics` says how many remain
+    keep = np.isfinite(true) & np.isfinite(pred)
+    return pred[keep], true[keep]
+
+
+def mse(pred, true) -> float:
+    pred, true = _pair(pred, true)
+    return float(np.mean((pred - true) ** 2)) if pred.size else math.nan
+
+
+def mae(pred, true) -> float:
+    pred, true = _pair(pred, true)
+    return float(np.mean(np.abs(pred - true))) if pred.size else math.nan
+
+
+def r2(pred, true) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (can be negative; NaN if true is constant)."""
+    pred, true = _pair(pred, true)
+    total = float(np.sum((true - true.mean()) ** 2)) if true.size else 0.0
+    if total == 0.0:
+        return math.nan
+    return 1.0 - float(np.sum((pred - true) ** 2)) / total
+
+
+def pearson(pred, true) -> float:
+    pred, true = _pair(pred, true)
+    if pred.size < 2:
+        return math.nan
+    a, b = pred - pred.mean(), true - true.mean()
+    denom = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
+    return float(np.sum(a * b)) / denom if denom > 0 else math.nan
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (scipy's 'average' method)."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    ends = np.r_[starts[1:], x.size]
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def srcc(pred, true) -> float:
+    """Spearman rank correlation: Pearson of average ranks."""
+    pred, true = _pair(pred, true)
+    return pearson(rankdata(pred), rankdata(true)) if pred.size >= 2 else math.nan
+
+
+def krcc(pred, true, chunk: int = 2048) -> float:
+    """Kendall tau-b, counted over all pairs in row chunks (O(n^2) time, O(chunk * n) memory)."""
+    pred, true = _pair(pred, true)
+    n = pred.size
+    if n < 2:
+        return math.nan
+    concordant = tied_pred = tied_true = total = 0.0
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        dp = np.sign(pred[rows, None] - pred[None, :])
+        dt = np.sign(true[rows, None] - true[None, :])
+        upper = np.arange(start, rows.stop)[:, None] < np.arange(n)[None, :]  # each pair once
+        concordant += float(np.sum((dp * dt)[upper]))
+        tied_pred += float(np.sum((dp == 0)[upper]))
+        tied_true += float(np.sum((dt == 0)[upper]))
+        total += float(upper.sum())
+    denom = math.sqrt((total - tied_pred) * (total - tied_true))
+    return concordant / denom if denom > 0 else math.nan
+
+
+FUNCTIONS = {"mse": mse, "mae": mae, "r2": r2, "pearson": pearson, "srcc": srcc, "krcc": krcc}
+
+
+def regression_metrics(pred, true) -> dict[str, float]:
+    """All six metrics for one task, and `n`: the number of clips they were computed on."""
+    return {**{name: fn(pred, true) for name, fn in FUNCTIONS.items()},
+            "n": int(_pair(pred, true)[0].size)}
+
+
+def task_metrics(preds: dict[str, np.ndarray], trues: dict[str, np.ndarray]) -> dict[str, dict]:
+    """{task: metrics} plus "mean": the average of each metric over tasks (NaNs skipped)."""
+    out = {task: regression_metrics(preds[task], trues[task]) for task in trues}
+    out["mean"] = {name: _nanmean([m[name] for m in out.values()]) for name in METRIC_NAMES}
+    out["mean"]["n"] = max((m["n"] for t, m in out.items() if t != "mean"), default=0)
+    return out
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
