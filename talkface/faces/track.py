@@ -39,6 +39,7 @@ class Track:
     presence: dict[int, float] = field(default_factory=dict)
     roi: Optional[Roi] = None  # where to look in the next frame; None once lost
     last: int = -1
+    joined: list[int] = field(default_factory=list)  # ids of later tracks joined to this one
 
     @property
     def active(self) -> bool:
@@ -103,9 +104,11 @@ class FaceTracker:
 
     def faces(self, min_frames: int = 5, min_presence: float = 0.5) -> list[Track]:
         """The tracks that are faces: seen in at least `min_frames` frames with a mean presence
-        of `min_presence` (a face-like texture fitted once or twice is not a face)."""
-        return [t for t in self.tracks if t.n_frames >= min_frames
-                and t.mean_presence() >= min_presence]
+        of `min_presence` (a face-like texture fitted once or twice is not a face), with the
+        pieces of one face split by shot cuts joined (`_join_across_cuts`)."""
+        faces = [t for t in self.tracks if t.n_frames >= min_frames
+                 and t.mean_presence() >= min_presence]
+        return _join_across_cuts(faces)
 
     def update(self, frame: NativeFrame, index: int) -> list[Track]:
         """Process frame `index`; returns the tracks that have a face in it."""
@@ -166,3 +169,24 @@ class FaceTracker:
                     b.roi = None
                     del b.points[index], b.presence[index]
                     b.last = max(b.points, default=-1)
+
+
+def _join_across_cuts(tracks: list[Track]) -> list[Track]:
+    """A talking head cut to a cutaway and back comes back as a new track. Join a track to an
+    earlier one that has ended before it starts when the face comes back in about the same place
+    at about the same size (box IoU > 0.5): the same shot framing, most likely the same person
+    (identity consistency shows it where not). Tracks that overlap in time are never joined."""
+    ordered = sorted(tracks, key=lambda t: min(t.points))
+    joined: list[Track] = []
+    for track in ordered:
+        start = min(track.points)
+        host = next((j for j in joined if j.last < start
+                     and box_iou(j.box(j.last), track.box(start)) > 0.5), None)
+        if host is None:
+            joined.append(track)
+            continue
+        host.points.update(track.points)
+        host.presence.update(track.presence)
+        host.last = max(host.points)
+        host.joined.append(track.id)
+    return joined

@@ -165,12 +165,12 @@ class Extractor:
                                       n_frames=n_frames)
         return self.backend.start()
 
-    def extract(self, path: str | os.PathLike, progress: Optional[Progress] = None,
-                info: Optional[media.MediaInfo] = None,
-                face: Optional[int] = None) -> FeatureBundle:
-        """Decode `path` and return its features. `progress(done, total, what)` is called per
-        frame; `info` is the file's `media.probe` (read here when not given); `face` scores that
-        face track instead of the speaking one."""
+    def analyse(self, path: str | os.PathLike, progress: Optional[Progress] = None,
+                info: Optional[media.MediaInfo] = None, face: Optional[int] = None
+                ) -> tuple[media.MediaInfo, VisualResult, Optional[np.ndarray]]:
+        """Decode `path` through the visual backend: (its MediaInfo, the scored face's
+        VisualResult, the audio or None). `extract` turns this into a FeatureBundle; the sync
+        model's training reads the lip points and mouth crops from it."""
         name = Path(path).name
         info = info or media.probe(path)
         cfg = self.config
@@ -184,11 +184,22 @@ class Extractor:
                 progress(n, max(total or n, n), f"frames of {name}")
         media.check_length(n, cfg.fps, name, cfg.min_seconds)
         audio = media.load_audio(path, cfg.sample_rate, cfg.max_seconds)
-        visual = session.finish(audio, self._choose_speaker, face)
+        return info, session.finish(audio, self._choose_speaker, face), audio
+
+    def extract(self, path: str | os.PathLike, progress: Optional[Progress] = None,
+                info: Optional[media.MediaInfo] = None,
+                face: Optional[int] = None) -> FeatureBundle:
+        """Decode `path` and return its features. `progress(done, total, what)` is called per
+        frame; `info` is the file's `media.probe` (read here when not given); `face` scores that
+        face track instead of the speaking one."""
+        cfg = self.config
+        info, visual, audio = self.analyse(path, progress, info, face)
+        n = len(visual.valid)
         afeat = extract_audio_features(audio, n, cfg.fps, cfg.sample_rate)
         sync_info = None
         if self.sync is not None:
-            sync_cols, sync_info = self.sync.clip_features(visual, audio, cfg.fps)
+            sync_cols, sync_info = self.sync.clip_features(visual, audio, cfg.fps,
+                                                           cfg.sample_rate)
             afeat = np.concatenate([afeat, sync_cols], axis=1)
         extra = self._identity_info(visual.info.pop("identity_samples", None))
         bundle_info = self._info(info, audio, visual, sync_info, extra)

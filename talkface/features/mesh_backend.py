@@ -149,6 +149,13 @@ class MeshSession(ClipSession):
     def finish(self, audio: Optional[np.ndarray] = None, choose: Optional[Callable] = None,
                face: Optional[int] = None) -> VisualResult:
         tracks = self.tracker.faces()
+        for t in tracks:  # pieces of one face split by a cut: one track, one set of crops
+            for other in t.joined:
+                mine, theirs = self.data[t.id], self.data.pop(other)
+                mine.stats.update(theirs.stats)
+                mine.mouths.update(theirs.mouths)
+                for k, v in theirs.chips.items():
+                    mine.chips.setdefault(k, v)
         n = self.n
         dim = sum(len(c) for _, c in self.backend.columns())
         counts = np.zeros(n, int)

@@ -1,7 +1,8 @@
-"""`python -m talkface synth`: build a synthetic talking-head dataset with a manifest.
+"""`python -m talkface synth`: build a benchmark with labels by construction and a manifest.
 
     python -m talkface synth --n 600 --size 256 --seed 0 --out data/synth --workers 2 \
         [--faces DIR] [--speech DIR]
+    python -m talkface synth --from-real ../shared/real-videos --out data/real --workers 2
 
 Same arguments, same bytes. `add_parser` / `run` plug into talkface's command line; `main` runs the
 subcommand on its own (`python -m talkface.synth.cli ...`).
@@ -39,6 +40,13 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="share of clips in paired families (clean + graded steps)")
     p.add_argument("--balanced", action="store_true",
                    help="cycle single clips through every condition (demo sets)")
+    p.add_argument("--from-real", dest="from_real", default=None, metavar="DIR_OR_MANIFEST",
+                   help="build from real recordings instead of the puppet (see "
+                        "talkface.synth.real): a folder of videos or a footage manifest")
+    p.add_argument("--segments", type=int, default=4,
+                   help="--from-real: segments per recording (one family each)")
+    p.add_argument("--steps", type=int, default=3,
+                   help="--from-real: graded versions per family besides the clean one")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -53,6 +61,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run `synth` with parsed arguments; returns the exit status."""
     from .build import build_dataset
+    if args.from_real:
+        from .real import build_from_real
+        try:
+            manifest = build_from_real(args.from_real, args.out, seed=args.seed,
+                                       segments=args.segments, seconds=args.duration,
+                                       steps=args.steps, workers=args.workers,
+                                       progress=not args.no_progress)
+        except TalkfaceError as err:
+            print(f"synth: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {manifest}")
+        return 0
     if args.n < 1 or args.size < 64 or args.size % 2:
         print("synth: --n must be >= 1 and --size an even number >= 64", file=sys.stderr)
         return 2

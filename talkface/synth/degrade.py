@@ -8,6 +8,8 @@ the same visible damage at every resolution. 0 (or labels.BASE_CRF) is always "c
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -40,9 +42,9 @@ def swap_drive(opening: np.ndarray, other: np.ndarray, mix: float) -> np.ndarray
     return (1 - mix) * opening + mix * other[:len(opening)]
 
 
-def gaussian_blur(frames: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of every frame; sigma in pixels of a 256-pixel frame."""
-    s = sigma * _scale(frames)
+def gaussian_blur(frames: np.ndarray, sigma: float, scale: Optional[float] = None) -> np.ndarray:
+    """Gaussian blur of every frame; sigma in pixels of a 256-pixel frame (or times `scale`)."""
+    s = sigma * (scale or _scale(frames))
     if s <= 0.05:
         return frames
     return np.stack([cv2.GaussianBlur(f, (0, 0), s, borderType=cv2.BORDER_REFLECT)
@@ -57,12 +59,13 @@ def additive_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -
     return np.clip(frames.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
 
 
-def shake(frames: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+def shake(frames: np.ndarray, amplitude: float, rng: np.random.Generator,
+          scale: Optional[float] = None) -> np.ndarray:
     """Camera shake: random per-frame translation (and a little rotation), amplitude in pixels of a
-    256-pixel frame (standard deviation of the jitter)."""
+    256-pixel frame, or times `scale` (standard deviation of the jitter)."""
     if amplitude <= 0:
         return frames
-    a = amplitude * _scale(frames)
+    a = amplitude * (scale or _scale(frames))
     h, w = frames.shape[1:3]
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
@@ -102,18 +105,167 @@ def colour_flicker(frames: np.ndarray, amplitude: float, rng: np.random.Generato
 
 
 FRAME_DEGRADATIONS = {
-    "blur_sigma": lambda frames, v, rng: gaussian_blur(frames, v),
-    "noise_sigma": additive_noise,
+    "blur_sigma": lambda frames, v, rng, scale: gaussian_blur(frames, v, scale),
+    "noise_sigma": lambda frames, v, rng, scale: additive_noise(frames, v, rng),
     "shake_px": shake,
-    "freeze_fraction": freeze_frames,
-    "flicker_amp": colour_flicker,
+    "freeze_fraction": lambda frames, v, rng, scale: freeze_frames(frames, v, rng),
+    "flicker_amp": lambda frames, v, rng, scale: colour_flicker(frames, v, rng),
 }
 
 
-def degrade_frames(frames: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
-    """Apply every frame-level degradation whose parameter in `params` is non-zero."""
+def degrade_frames(frames: np.ndarray, params: dict, rng: np.random.Generator,
+                   scale: Optional[float] = None) -> np.ndarray:
+    """Apply every frame-level degradation whose parameter in `params` is non-zero. `scale`:
+    frame pixels per reference pixel for the strengths given in pixels (default: the frame's
+    width over 256; the real-footage benchmark uses the face's height instead)."""
     for name, fn in FRAME_DEGRADATIONS.items():
         value = float(params.get(name, 0.0))
         if value > 0:
-            frames = fn(frames, value, rng)
+            frames = fn(frames, value, rng, scale)
     return frames
+
+
+# ---- the artifacts real generators leave, on the lower face of real recordings --------------
+# `boxes` (T, 4) are the face's boxes (x0, y0, x1, y1) per frame, from talkface's face stage.
+
+def lower_face(box) -> tuple[int, int, int, int]:
+    """The region a mouth-editing generator (Wav2Lip, MuseTalk, ...) repaints: the lower half of
+    the face box, inset at the cheeks."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return int(x0 + 0.12 * w), int(y0 + 0.52 * h), int(x1 - 0.12 * w), int(y1 - 0.02 * h)
+
+
+def _feather(h: int, w: int) -> np.ndarray:
+    """(h, w, 1) blending weights: 1 inside, falling to 0 at the region's border, so a pasted
+    region leaves no hard seam (the low-resolution paste keeps its seam on purpose)."""
+    mask = np.zeros((h, w), np.float32)
+    ih, iw = max(1, int(0.15 * h)), max(1, int(0.15 * w))
+    mask[ih:h - ih, iw:w - iw] = 1.0
+    sigma = max(1.0, 0.08 * min(h, w))
+    return cv2.GaussianBlur(mask, (0, 0), sigma)[:, :, None]
+
+
+def _blend(target: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    alpha = _feather(*target.shape[:2])
+    return (alpha * patch + (1 - alpha) * target).round().astype(np.uint8)
+
+
+def _region(frame: np.ndarray, box) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = lower_face(box)
+    h, w = frame.shape[:2]
+    x0, x1 = max(0, x0), min(w, max(x1, x0 + 4))
+    y0, y1 = max(0, y0), min(h, max(y1, y0 + 4))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def paste_lowres(frames: np.ndarray, boxes: np.ndarray, octaves: float) -> np.ndarray:
+    """Wav2Lip-style: the lower face rendered 2**octaves times smaller than the video shows it,
+    upscaled and pasted back with a hard edge (the seam). 0 = unchanged."""
+    if octaves <= 0:
+        return frames
+    out = frames.copy()
+    for frame, box in zip(out, boxes):
+        if not np.isfinite(box).all():
+            continue
+        rows, cols = _region(frame, box)
+        patch = frame[rows, cols]
+        ph, pw = patch.shape[:2]
+        small = cv2.resize(patch, (max(2, int(pw / 2 ** octaves)), max(2, int(ph / 2 ** octaves))),
+                           interpolation=cv2.INTER_AREA)
+        frame[rows, cols] = cv2.resize(small, (pw, ph), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def colour_mismatch(frames: np.ndarray, boxes: np.ndarray, amount: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A pasted lower face whose colour and brightness do not match the face around it: one gain
+    per channel, 1 + amount * (g + 0.5 c_c), for the whole clip."""
+    if amount <= 0:
+        return frames
+    gains = np.clip(1 + amount * (rng.choice([-1, 1]) + 0.5 * rng.normal(0, 1, 3)), 0.3, 2.0)
+    out = frames.copy()
+    for frame, box in zip(out, boxes):
+        if np.isfinite(box).all():
+            rows, cols = _region(frame, box)
+            frame[rows, cols] = np.clip(frame[rows, cols] * gains, 0, 255).round()
+    return out
+
+
+def region_jitter(frames: np.ndarray, boxes: np.ndarray, amplitude: float,
+                  rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """A pasted lower face that shakes against the rest: each frame's region moved by a random
+    offset (standard deviation `amplitude` reference pixels, times `scale`)."""
+    if amplitude <= 0:
+        return frames
+    out = frames.copy()
+    for frame, source, box in zip(out, frames, boxes):
+        if not np.isfinite(box).all():
+            continue
+        dx, dy = rng.normal(0, amplitude * scale, 2)
+        rows, cols = _region(frame, box)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        moved = cv2.warpAffine(source, m, (source.shape[1], source.shape[0]),
+                               borderMode=cv2.BORDER_REFLECT)
+        frame[rows, cols] = _blend(frame[rows, cols], moved[rows, cols])
+    return out
+
+
+def _runs(n: int, fraction: float, rng: np.random.Generator, shortest: int = 8) -> np.ndarray:
+    """(n,) bool: runs of at least `shortest` frames covering about `fraction` of them."""
+    chosen = np.zeros(n, bool)
+    target = int(round(min(fraction, 1.0) * n))
+    while chosen.sum() < target:
+        start = int(rng.integers(0, n))
+        chosen[start:start + int(rng.integers(shortest, 3 * shortest))] = True
+    return chosen
+
+
+def _paste(frame: np.ndarray, box, donor: np.ndarray, donor_box) -> None:
+    """The lower face of `donor` (at `donor_box`), resized into `frame`'s lower face."""
+    rows, cols = _region(frame, box)
+    drows, dcols = _region(donor, donor_box)
+    patch = donor[drows, dcols]
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    if patch.size and h > 1 and w > 1:
+        frame[rows, cols] = _blend(frame[rows, cols],
+                                   cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def mouth_from_elsewhere(frames: np.ndarray, boxes: np.ndarray, fraction: float,
+                         donors: np.ndarray, donor_boxes: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Natural mouth shapes at the wrong time: for `fraction` of the frames (in runs), the lower
+    face comes from another moment of the same recording (`donors`, far from these frames)."""
+    if fraction <= 0 or not len(donors):
+        return frames
+    out = frames.copy()
+    usable = np.flatnonzero(np.isfinite(donor_boxes).all(1))
+    if not usable.size:
+        return frames
+    start = int(rng.integers(len(usable)))
+    for k, i in enumerate(np.flatnonzero(_runs(len(frames), fraction, rng))):
+        j = usable[(start + k) % len(usable)]
+        if np.isfinite(boxes[i]).all():
+            _paste(out[i], boxes[i], donors[j], donor_boxes[j])
+    return out
+
+
+def freeze_lower_face(frames: np.ndarray, boxes: np.ndarray, fraction: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """A lower face that stops moving while the speech goes on: in runs covering `fraction` of the
+    frames, the lower face of the run's first frame is held (following the head)."""
+    if fraction <= 0:
+        return frames
+    out = frames.copy()
+    held = _runs(len(frames), fraction, rng)
+    anchor = None
+    for i in range(len(frames)):
+        if not held[i] or not np.isfinite(boxes[i]).all():
+            anchor = None
+            continue
+        if anchor is None:
+            anchor = i
+        else:
+            _paste(out[i], boxes[i], frames[anchor], boxes[anchor])
+    return out

@@ -6,9 +6,10 @@ Every degradation has one strength parameter x >= 0 (0 = clean) and a quality fa
 
 where x50 is the strength judged "half as good" and k sets how sharply quality falls. The tasks:
 
-    lip_sync         = q_offset * q_frozen_mouth * q_swap_mix * sqrt(q_freeze)
-    visual_quality   = q_blur * q_crf * q_noise
-    temporal_quality = q_shake * q_freeze * q_flicker
+    lip_sync         = q_offset * q_frozen_mouth * q_swap_mix * q_other_speaker * q_mouth_time
+                       * q_frozen_lower * sqrt(q_freeze)
+    visual_quality   = q_blur * q_crf * q_noise * q_lowres_mouth * q_colour_mismatch
+    temporal_quality = q_shake * q_freeze * q_flicker * q_region_jitter
     overall          = lip_sync ** 0.4 * visual_quality ** 0.3 * temporal_quality ** 0.3
 
 (without audio lip sync cannot be judged: lip_sync is NaN and overall = sqrt(visual * temporal)).
@@ -21,10 +22,12 @@ overall combination are `talkface.measures`' own, shared with the baseline and t
 
 Strengths are not sampled directly: a target score is drawn uniformly in [q(x_max), 1] and
 inverted, x = x50 * (1/q - 1) ** (1/k), so the labels cover the range evenly instead of piling up
-near 1.0. Change any constant here and bump LABEL_VERSION.
+near 1.0. Change any constant here and bump LABEL_VERSION (and REAL_LABEL_VERSION: the
+real-footage benchmark shares these factors).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..constants import TASKS
@@ -33,6 +36,7 @@ from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, q_c
 from ..measures import offset_for as _offset_for
 
 LABEL_VERSION = "synth-labels-1"
+REAL_LABEL_VERSION = "real-labels-1"
 BASE_CRF = 18  # every clip is encoded at least this hard; crf strength is crf - BASE_CRF
 MAX_OFFSET_FRAMES = 15
 
@@ -58,7 +62,17 @@ FACTORS = {
     "shake_px": Factor("shake_px", "temporal_quality", 2.0, 2.0, 8.0),
     "freeze_fraction": Factor("freeze_fraction", "temporal_quality", FREEZE_X50, FREEZE_K, 0.6),
     "flicker_amp": Factor("flicker_amp", "temporal_quality", 0.06, 2.0, 0.3),
+    # the artifacts real generators leave (`talkface.synth.real`); 0 on the puppet benchmark
+    "other_speaker": Factor("other_speaker", "lip_sync", 0.40, 2.0, 1.0),
+    "mouth_time": Factor("mouth_time", "lip_sync", 0.40, 2.0, 1.0),
+    "frozen_lower": Factor("frozen_lower", "lip_sync", 0.35, 2.0, 1.0),
+    "lowres_mouth": Factor("lowres_mouth", "visual_quality", 1.5, 2.0, 3.0),
+    "colour_mismatch": Factor("colour_mismatch", "visual_quality", 0.08, 2.0, 0.3),
+    "region_jitter": Factor("region_jitter", "temporal_quality", 1.5, 2.0, 6.0),
 }
+LIP_FACTORS = [n for n, f in FACTORS.items() if f.task == "lip_sync"]
+VISUAL_FACTORS = [n for n, f in FACTORS.items() if f.task == "visual_quality"]
+TEMPORAL_FACTORS = [n for n, f in FACTORS.items() if f.task == "temporal_quality"]
 PARAMS = ("offset_frames",) + tuple(FACTORS)
 NEUTRAL = {"offset_frames": 0.0, **{f.param: f.neutral for f in FACTORS.values()}}
 
@@ -92,9 +106,9 @@ def compute_labels(params: dict, has_audio: bool = True) -> dict[str, float]:
     """The four task labels in [0, 1] from a full or partial parameter dict (missing = clean)."""
     p = {**NEUTRAL, **params}
     q = {name: q_factor(name, p[name]) for name in FACTORS}
-    visual = q["blur_sigma"] * q["crf"] * q["noise_sigma"]
-    temporal = q["shake_px"] * q["freeze_fraction"] * q["flicker_amp"]
-    lip = q_offset(p["offset_frames"]) * q["frozen_mouth"] * q["swap_mix"] \
+    visual = math.prod(q[n] for n in VISUAL_FACTORS)
+    temporal = math.prod(q[n] for n in TEMPORAL_FACTORS)
+    lip = q_offset(p["offset_frames"]) * math.prod(q[n] for n in LIP_FACTORS) \
         * q["freeze_fraction"] ** 0.5 if has_audio else float("nan")
     return {"lip_sync": lip, "visual_quality": visual, "temporal_quality": temporal,
             "overall": combine_overall(lip, visual, temporal)}
