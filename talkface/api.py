@@ -74,6 +74,7 @@ class Scorer:
         self._memo_bytes = 0
         self._lock = threading.Lock()
         self._references: dict[str, Optional[np.ndarray]] = {}
+        self.calibration = loaded.calibration
 
     def clear_memory(self) -> None:
         """Forget results kept in memory (the feature cache on disk is kept)."""
@@ -167,17 +168,24 @@ class Scorer:
                 raise MediaError(no_face_message(name))
         clips = [Clip.from_bundle(b, n) for b, n in zip(bundles, names)]
         preds = predict(self.loaded.model, clips, batch_size=len(clips), device=self.device,
-                        attention=True)
+                        attention=True, calibration=self.calibration)
         return [self._result(b, n, c, p) for b, n, c, p in zip(bundles, names, clips, preds)]
 
     def _result(self, bundle: FeatureBundle, name: str, clip: Clip, pred) -> ScoreResult:
-        tasks = {t.name: task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""))
-                 for t in self.tasks}
+        from .calibration import clip_summary
+        cal = self.calibration
+        tasks = {}
+        for t in self.tasks:
+            score = task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""))
+            tasks[t.name] = _replace(score, percentile=cal.percentile(t.name, score.value))
         info = copy.deepcopy(bundle.info)
         identity = {k: v for k, v in (info.get("identity") or {}).items() if k != "descriptors"}
-        return ScoreResult(str(name), tasks, tuple(bundle.warnings), pred.attention,
-                           sync_result(bundle), bundle.valid.copy(), bundle.spec.fps, info,
-                           identity=identity)
+        unusual = cal.out_of_distribution(clip_summary(clip.visual, clip.audio, clip.valid))
+        warnings = tuple(bundle.warnings) + ((f"out of the training distribution: {unusual}",)
+                                             if unusual else ())
+        return ScoreResult(str(name), tasks, warnings, pred.attention, sync_result(bundle),
+                           bundle.valid.copy(), bundle.spec.fps, info, identity=identity,
+                           out_of_distribution=unusual)
 
     def reference_descriptor(self, reference) -> Optional[np.ndarray]:
         """Identity embedding of a portrait (image path or RGB array), remembered per file."""

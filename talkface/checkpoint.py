@@ -56,6 +56,12 @@ class LoadedModel:
     card: str = ""
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def calibration(self):
+        """The post-training calibration stored with the weights (`talkface.calibration`)."""
+        from .calibration import Calibration
+        return Calibration.from_meta(self.meta)
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
@@ -99,7 +105,8 @@ def _clear_leftovers(parent: Path, name: str, keep: Path) -> None:
 
 def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_config: dict,
                     metrics: Optional[dict] = None, data: Optional[dict] = None,
-                    command: str = "", card: str = "", shipping: bool = False) -> Path:
+                    command: str = "", card: str = "", shipping: bool = False,
+                    calibration: Optional[dict] = None) -> Path:
     """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`.
     Only `train.ship` (`shipping=True`) may write into the package's shipped checkpoints."""
     folder = Path(folder)
@@ -111,6 +118,8 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
             "feature_spec": json.loads(model.spec.to_json()),
             "tasks": [t.model_dump() for t in model.tasks], "metrics": metrics or {},
             "data": data or {}, "command": command}
+    if calibration:
+        meta["calibration"] = calibration
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

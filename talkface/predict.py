@@ -100,9 +100,13 @@ def _finish(task, value: float, reason: Optional[str]) -> float:
 
 @torch.inference_mode()
 def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | torch.device = "cpu",
-            attention: bool = False) -> list[Prediction]:
+            attention: bool = False, calibration=None) -> list[Prediction]:
     """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length.
-    Returns one Prediction per clip, in order. The model's train/eval mode is restored after."""
+    `calibration` (`talkface.calibration.Calibration`, from the checkpoint) maps raw scores to
+    the scores users see. Returns one Prediction per clip, in order. The model's train/eval mode
+    is restored after."""
+    from .calibration import apply_monotone
+    monotone = calibration.monotone if calibration is not None else {}
     was_training = model.training
     model.eval()
     order = sorted(range(len(clips)), key=lambda i: clips[i].n_frames)
@@ -113,7 +117,9 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
             batch = [clips[i] for i in chunk]
             visual, audio, mask = (x.to(device) for x in pad_batch(batch))
             result = model(visual, audio, mask)
-            raw = {t.name: result.scores[t.name].float().cpu().numpy() for t in model.tasks}
+            raw = {t.name: apply_monotone(monotone.get(t.name),
+                                          result.scores[t.name].float().cpu().numpy())
+                   for t in model.tasks}
             for b, (i, clip) in enumerate(zip(chunk, batch)):
                 scores = {t.name: _finish(t, raw[t.name][b], clip.unjudged.get(t.name))
                           for t in model.tasks}
@@ -131,10 +137,11 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
 
 
 def predict_arrays(model, clips: Sequence[Clip], batch_size: int = 8,
-                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                   device: str | torch.device = "cpu",
+                   calibration=None) -> tuple[np.ndarray, np.ndarray]:
     """(predictions (N, K), targets (N, K)) in task order, NaN where not judged / unlabelled:
     the arrays every metric is computed from."""
-    preds = predict(model, clips, batch_size, device)
+    preds = predict(model, clips, batch_size, device, calibration=calibration)
     names = [t.name for t in model.tasks]
     p = np.array([[pr.scores[n] for n in names] for pr in preds], np.float64).reshape(-1,
                                                                                       len(names))

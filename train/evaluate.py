@@ -51,7 +51,8 @@ def clips_for(data: TalkfaceData, split: str) -> list[Clip]:
 def evaluate_clips(loaded: LoadedModel, clips: list[Clip], batch_size: int = 8) -> dict:
     """-> {"metrics": {task: {...}, "mean": {...}}, "predictions": [{file, task: (pred, true)}]}
     on the scores users get (`talkface.predict`)."""
-    preds, targets = predict_arrays(loaded.model, clips, batch_size)
+    preds, targets = predict_arrays(loaded.model, clips, batch_size,
+                                    calibration=loaded.calibration)
     names = [t.name for t in loaded.tasks]
     rows = [{"file": c.file, **{f"{t}_pred": _num(preds[j, i]) for i, t in enumerate(names)},
              **{f"{t}_true": _num(targets[j, i]) for i, t in enumerate(names)}}

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from talkface.checkpoint import load_checkpoint, save_checkpoint
@@ -84,18 +85,67 @@ Baseline: `talkface.baselines.baseline_scores` (hand-set signal measures, no lea
 {notes}""".rstrip() + "\n"
 
 
+def fit_calibration(loaded, data, reference: list[str]) -> dict:
+    """The calibration a shipped checkpoint carries (`talkface.calibration`): the monotone map
+    fitted on the validation split, the reference percentiles (the dataset's val and test clips
+    plus any `reference` videos, e.g. generator outputs) and the out-of-distribution statistics
+    of the training clips."""
+    from talkface.calibration import Calibration, clip_summary, fit_monotone, fit_ood
+    from talkface.predict import predict_arrays
+    names = [t.name for t in loaded.tasks]
+    raw, targets = predict_arrays(loaded.model, data.splits["val"])
+    monotone = {t: fit_monotone(raw[:, i], targets[:, i]) for i, t in enumerate(names)
+                if np.isfinite(targets[:, i]).sum() >= 20}
+    cal = Calibration(monotone=monotone)
+    clips = data.splits["val"] + data.splits["test"] + reference_clips(loaded, reference)
+    scored, _ = predict_arrays(loaded.model, clips, calibration=cal)
+    cal.reference = {t: [round(float(v), 5) for v in np.nanpercentile(scored[:, i],
+                                                                      np.arange(101))]
+                     for i, t in enumerate(names) if np.isfinite(scored[:, i]).any()}
+    held = len(data.splits["val"]) + len(data.splits["test"])
+    cal.reference_note = f"{held} held-out benchmark clips and {len(clips) - held} videos"
+    summaries = np.stack([clip_summary(c.visual, c.audio, c.valid) for c in
+                          data.splits["train"]])
+    cal.ood_centre, cal.ood_scale, cal.ood_threshold = fit_ood(summaries, {})
+    dv = loaded.spec.visual_dim
+    cal.ood_groups = {**{g: list(v) for g, v in loaded.spec.visual_groups.items()},
+                      **{f"audio {g}": [a + dv, b + dv] for g, (a, b) in
+                         loaded.spec.audio_groups.items()}}
+    return cal.to_meta()
+
+
+def reference_clips(loaded, paths: list[str]) -> list:
+    """Extra reference videos (e.g. the pool's generator outputs), extracted as the checkpoint's
+    features are."""
+    if not paths:
+        return []
+    from talkface.cli import collect_videos
+    from talkface.data import load_bundles
+    from talkface.predict import Clip
+    files = [str(p) for p in collect_videos(paths)]
+    bundles = load_bundles(files, loaded.spec.extractor, progress=True)
+    return [Clip.from_bundle(b, f) for b, f in zip(bundles, files)
+            if not isinstance(b, str) and b.valid.any()]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="training run folder (with best/ and metrics.json)")
     p.add_argument("--data", required=True, help="the dataset the run was trained on")
-    p.add_argument("--out", default="checkpoints/default")
+    p.add_argument("--out", default="talkface/checkpoints/default")
     p.add_argument("--command", required=True, help="the training command, for the card")
     p.add_argument("--notes", help="markdown file appended to the card")
+    p.add_argument("--reference", nargs="*", default=[],
+                   help="extra videos or folders for the reference percentiles")
+    p.add_argument("--no-calibration", dest="calibrate", action="store_false")
     args = p.parse_args(argv)
     run = Path(args.run)
     loaded = load_checkpoint(run / "best")
     result = json.loads((run / "metrics.json").read_text())
     data = load_eval_data(args.data, loaded)  # the run's own split map
+    calibration = fit_calibration(loaded, data, args.reference) if args.calibrate else None
+    if calibration:
+        loaded.meta["calibration"] = calibration
     test = evaluate_clips(loaded, data.splits["test"])["metrics"]  # the scores users get
     base, note = baseline_metrics(data)
     manifest = pd.read_csv(Path(args.data) / "manifest.csv")
@@ -105,9 +155,9 @@ def main(argv=None) -> int:
                     data={**loaded.meta.get("data", {}), "metrics_split": "test",
                           "val_metrics": result["val"], "baseline_test_metrics": base,
                           "baseline_note": note or None,
-                          "label_version": str(manifest.get("label_version",
-                                                            pd.Series([""])).iloc[0])},
-                    command=args.command, card=card, shipping=True)
+                          "label_version": ",".join(sorted(set(manifest.get(
+                              "label_version", pd.Series([""])).dropna().astype(str))))},
+                    command=args.command, card=card, shipping=True, calibration=calibration)
     print(card)
     return 0
 

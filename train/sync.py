@@ -237,7 +237,7 @@ def train_sync(clips: list[SyncClip], cfg: SyncTrainConfig,
         loss.backward()
         optimizer.step()
         schedule.step()
-        history.append((float(loss), accuracy))
+        history.append((float(loss.detach()), accuracy))
         if (step + 1) % 100 == 0:
             recent = np.mean(history[-100:], 0)
             log.info("step %d loss %.3f accuracy %.3f (%.0f s)", step + 1, recent[0], recent[1],

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from scipy.ndimage import uniform_filter1d
 
 from ..constants import FPS, HOP, SAMPLE_RATE
 from ..measures import loudness_db, speech_mask
@@ -153,9 +154,8 @@ class SyncEstimator:
             band[ok, j] = dist[t[ok], t[ok] + d]
         dmin = np.where(wvalid, np.nanmin(np.where(np.isnan(band), np.inf, band), 1), 0.0)
         local = np.full((s, 2), 0.0)
-        kernel = np.ones(LOCAL) / LOCAL
-        smooth = np.stack([np.convolve(np.nan_to_num(band[:, j], nan=np.nanmean(band[:, j])),
-                                       kernel, "same") for j in range(band.shape[1])], 1)
+        filled = np.where(np.isnan(band), np.nanmean(band, 0, keepdims=True), band)
+        smooth = uniform_filter1d(filled, size=min(LOCAL, s), axis=0, mode="nearest")
         best = smooth.argmin(1)
         local[:, 0] = np.median(smooth, 1) - smooth[t, best]
         local[:, 1] = (best + lo) / MAX_OFFSET

@@ -35,10 +35,7 @@ from .speech import Voice, list_voices, make_utterance
 
 log = logging.getLogger(__name__)
 
-CONDITIONS = {"clean": None, "offset": "offset_frames", "frozen_mouth": "frozen_mouth",
-              "swap_mix": "swap_mix", "blur": "blur_sigma", "crf": "crf",
-              "noise": "noise_sigma", "shake": "shake_px", "freeze": "freeze_fraction",
-              "flicker": "flicker_amp"}
+CONDITIONS = {"clean": None, **labels.CONDITION_PARAM}
 SPECIAL_CONDITIONS = ("no_audio", "no_face")  # labels partly or wholly undefined (NaN)
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)

@@ -74,6 +74,12 @@ LIP_FACTORS = [n for n, f in FACTORS.items() if f.task == "lip_sync"]
 VISUAL_FACTORS = [n for n, f in FACTORS.items() if f.task == "visual_quality"]
 TEMPORAL_FACTORS = [n for n, f in FACTORS.items() if f.task == "temporal_quality"]
 PARAMS = ("offset_frames",) + tuple(FACTORS)
+# the puppet benchmark's condition names -> the parameter each one sets (the real-footage
+# benchmark names its conditions by the parameter itself)
+CONDITION_PARAM = {"offset": "offset_frames", "frozen_mouth": "frozen_mouth",
+                   "swap_mix": "swap_mix", "blur": "blur_sigma", "crf": "crf",
+                   "noise": "noise_sigma", "shake": "shake_px", "freeze": "freeze_fraction",
+                   "flicker": "flicker_amp"}
 NEUTRAL = {"offset_frames": 0.0, **{f.param: f.neutral for f in FACTORS.values()}}
 
 

@@ -1,0 +1,157 @@
+"""The sync stage: the model's time alignment (one embedding per frame, offsets by index), the
+figures (offset sign, LSE-style confidence, curves), "cannot judge" with its reason, the sync
+columns in the FeatureSpec, checkpoints that refuse tampered weights, and `train.sync` end to end
+on clips the test makes.
+
+A model trained here is a TEST FIXTURE (a few steps on a handful of clips), not a trained model;
+the shipped sync model is tested in test_models.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from talkface.errors import CheckpointError
+from talkface.sync.estimate import COLUMNS, SyncEstimator
+from talkface.sync.frontend import crop_input, lip_input, mel_power, normalise_mel, window_valid
+from talkface.sync.model import SyncNet, SyncOptions, load_sync_model, save_sync_model
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+
+
+def test_one_embedding_per_frame_on_both_sides():
+    t = 40
+    model = SyncNet().eval()
+    lips = torch.from_numpy(lip_input(np.random.rand(t, 40, 2), np.ones(t, bool)).T[None])
+    crops = torch.from_numpy(crop_input(np.zeros((t, 48, 96), np.uint8), np.ones(t, bool))[None])
+    mel = mel_power(np.random.default_rng(0).normal(0, 0.1, t * 640).astype(np.float32), t)
+    assert mel.shape == (40, 4 * t + 1)
+    with torch.no_grad():
+        v = model.embed_video(lips, crops)
+        a = model.embed_audio(torch.from_numpy(normalise_mel(mel)[None]))
+    assert v.shape == a.shape == (1, 32, t - 4)  # window t <-> frames t..t+4 <-> mel 4t..4t+19
+    assert torch.allclose(v.norm(dim=1), torch.ones(1, t - 4), atol=1e-5)
+
+
+def test_identity_is_removed_from_the_inputs():
+    """The clip's mean mouth shape and crop are subtracted: a constant mouth gives zeros."""
+    valid = np.ones(10, bool)
+    still = np.repeat(np.random.rand(1, 40, 2), 10, 0)
+    assert np.abs(lip_input(still, valid)).max() < 1e-5
+    crop = np.repeat(np.random.default_rng(0).integers(0, 255, (1, 48, 96), np.uint8), 10, 0)
+    assert np.abs(crop_input(crop, valid)).max() < 1e-4
+    gaps = valid.copy()
+    gaps[3] = False
+    assert not window_valid(gaps)[:4].any() and window_valid(gaps)[4:].all()
+
+
+class Shifted(SyncNet):
+    """A stand-in model whose audio embedding at window t equals the video embedding at t - d:
+    a clip `d` frames out of sync by construction (audio late by d)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+
+    def embed_video(self, lips, crops):
+        t = lips.shape[2] - 4
+        codes = torch.nn.functional.one_hot(torch.arange(t) % 32, 32).float().T
+        return codes[None]
+
+    def embed_audio(self, mel):
+        t = (mel.shape[2] - 1) // 4 - 4
+        codes = torch.nn.functional.one_hot((torch.arange(t) - self.d) % 32, 32).float().T
+        return codes[None]
+
+
+def _estimator(model) -> SyncEstimator:
+    return SyncEstimator(model, {"fingerprint": "test", "reliable_confidence": 0.1})
+
+
+def _speech(t: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    envelope = np.repeat(rng.uniform(0.05, 0.5, t), 640)
+    return (envelope * rng.normal(0, 1, t * 640)).astype(np.float32)
+
+
+@pytest.mark.parametrize("d", [-6, 0, 4, 11])
+def test_offset_sign_and_figures(d):
+    t = 100
+    est = _estimator(Shifted(d))
+    result, cols = est.analyse(np.random.rand(t, 40, 2), np.zeros((t, 48, 96), np.uint8),
+                               np.ones(t, bool), _speech(t))
+    assert result.judged and result.offset_frames == d  # > 0: audio late
+    assert result.min_dist == pytest.approx(0.0, abs=1e-6)
+    assert result.confidence > 1.0 and result.reliable
+    assert list(result.offsets) == list(range(-15, 16))
+    assert cols.shape == (t, len(COLUMNS)) and (cols[:, COLUMNS.index("sync_judged")] == 1).all()
+    assert cols[0, COLUMNS.index("sync_clip_offset")] == pytest.approx(d / 15)
+    assert len(result.window_times) >= 4 and set(result.window_offsets) == {d}
+
+
+def test_cannot_judge_states_say_why():
+    t = 100
+    est = _estimator(Shifted(0))
+    lips, mouths, valid = np.random.rand(t, 40, 2), np.zeros((t, 48, 96), np.uint8), \
+        np.ones(t, bool)
+    cases = {"no audio track": (valid, None, None),
+             "silent": (valid, np.zeros(t * 640, np.float32), None),
+             "too short": (np.r_[np.ones(8, bool), np.zeros(t - 8, bool)], _speech(t), None),
+             "no speech": (valid, 1e-3 * np.ones(t * 640, np.float32) *
+                           np.r_[np.ones(640), np.zeros(t * 640 - 640)], None),
+             "profile": (valid, _speech(t), {"profile_fraction": 0.8})}
+    for reason, (v, audio, pose) in cases.items():
+        result, cols = est.analyse(lips, mouths, v, audio, pose=pose)
+        assert not result.judged and reason in result.reason, (reason, result.reason)
+        assert result.offset_frames is None and not cols.any()
+
+
+def test_short_clips_search_fewer_offsets():
+    est = _estimator(Shifted(2))
+    t = 14  # 0.56 s
+    result, _ = est.analyse(np.random.rand(t, 40, 2), np.zeros((t, 48, 96), np.uint8),
+                            np.ones(t, bool), _speech(t))
+    assert result.judged and result.offset_frames == 2 and max(result.offsets) < 15
+
+
+def test_sync_checkpoint_round_trip_and_tamper_refusal(tmp_path):
+    model = SyncNet(SyncOptions(dim=8, crops=False))
+    folder = save_sync_model(tmp_path / "sync", model, {"data": {}}, "# card\n")
+    loaded = load_sync_model(folder)
+    assert loaded.model.options.dim == 8 and loaded.fingerprint
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(folder / "model.safetensors"))
+    key = next(iter(state))
+    state[key] = state[key] + 1
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="differ"):
+        load_sync_model(folder)
+    with pytest.raises(CheckpointError, match="not a sync checkpoint"):
+        load_sync_model(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_train_sync_end_to_end_writes_a_loadable_model(tmp_path):
+    """`python -m train.sync` on a folder of made clips: extraction, speaker split, training,
+    evaluation, a sync checkpoint with a card, and an extractor that uses it."""
+    import shutil
+
+    from talkface.features import Extractor
+    from train.sync import main
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    for name in ("00_clean", "01_offset", "02_offset", "03_blur", "04_frozen_mouth", "05_crf"):
+        shutil.copy(FIXTURES / f"{name}.mp4", folder / f"{name}.mp4")
+    out = tmp_path / "sync"
+    assert main(["--real", str(folder), "--out", str(out), "--steps", "3"]) == 0
+    est = load_sync_model(out)
+    assert "speakers" in (out / "card.md").read_text()
+    assert set(est.meta["data"]["split"]) == {f"{n}.mp4" for n in (
+        "00_clean", "01_offset", "02_offset", "03_blur", "04_frozen_mouth", "05_crf")}
+    extractor = Extractor(sync=str(out), identity_frames=0)
+    bundle = extractor.extract(FIXTURES / "00_clean.mp4")
+    a, b = extractor.spec.audio_groups["sync"]
+    assert list(extractor.spec.audio_names[a:b]) == COLUMNS
+    assert bundle.info["sync"]["judged"] and extractor.spec.sync_version == est.fingerprint
