@@ -176,16 +176,33 @@ class Scorer:
         cal = self.calibration
         tasks = {}
         for t in self.tasks:
-            score = task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""))
+            spread = pred.spread.get(t.name)
+            score = task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""),
+                               spread=spread if spread is not None and np.isfinite(spread)
+                               else None)
             tasks[t.name] = _replace(score, percentile=cal.percentile(t.name, score.value))
         info = copy.deepcopy(bundle.info)
         identity = {k: v for k, v in (info.get("identity") or {}).items() if k != "descriptors"}
         unusual = cal.out_of_distribution(clip_summary(clip.visual, clip.audio, clip.valid))
         warnings = tuple(bundle.warnings) + ((f"out of the training distribution: {unusual}",)
-                                             if unusual else ())
+                                             if unusual else ()) + self._disagreement(tasks)
         return ScoreResult(str(name), tasks, warnings, pred.attention, sync_result(bundle),
                            bundle.valid.copy(), bundle.spec.fps, info, identity=identity,
                            out_of_distribution=unusual)
+
+    def _disagreement(self, tasks: dict[str, TaskScore]) -> tuple[str, ...]:
+        """A warning when an ensemble's members disagree: a task's spread above the
+        checkpoint's `disagreement` share of the task's range."""
+        limit = (self.loaded.meta.get("model_config") or {}).get("disagreement")
+        if limit is None:
+            return ()
+        wide = [f"{s.task.label or name} {s.value:.2f} +- {s.spread:.2f}"
+                for name, s in tasks.items() if s.spread is not None
+                and s.spread > limit * (s.task.high - s.task.low)]
+        if not wide:
+            return ()
+        return (f"the ensemble's members disagree (spread over {limit:g} of the range): "
+                f"{', '.join(wide)}; treat these scores with caution",)
 
     def reference_descriptor(self, reference) -> Optional[np.ndarray]:
         """Identity embedding of a portrait (image path or RGB array), remembered per file."""
@@ -252,21 +269,44 @@ def read_frames(video: str | os.PathLike, indices: Iterable[int], fps: float,
 
 def load_scorer(path: str | os.PathLike | None = None,
                 cache: FeatureCache | str | os.PathLike | bool = True, device: str = "cpu",
-                **overrides) -> Scorer:
+                runtime: str = "torch", **overrides) -> Scorer:
     """Load a checkpoint (default: the active one) and the extractor it was trained with.
 
     `overrides` change the checkpoint's feature settings (ExtractorConfig fields such as
     `max_seconds`, or backend options); if that changes the features the model expects, this
     raises `SpecMismatch` naming both specs. `cache`: True for the default feature cache, a folder
     for another one, False for none. `device`: "cpu", "cuda", or "auto" (CUDA when there is one).
+    `runtime` (CPU deployment, `talkface.export`): "torch" (the checkpoint as it is), "int8"
+    (its Linear layers quantised to int8 on load, or an int8 export as it is), "onnx" (an
+    exported `.onnx` file, or a folder holding model.onnx, run by onnxruntime).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_checkpoint(path)
+    loaded = load_runtime(path, runtime)
     extractor = extractor_for(loaded.spec, **overrides)
     if isinstance(cache, (str, os.PathLike)):
         cache = FeatureCache(cache)
     return Scorer(loaded, extractor, cache, device)
+
+
+def load_runtime(path: str | os.PathLike | None, runtime: str = "torch") -> LoadedModel:
+    """The checkpoint at `path` for one of the runtimes of `load_scorer`."""
+    if runtime == "onnx":
+        from .export import load_onnx
+        return load_onnx(path if path is not None else _active_path())
+    if runtime not in ("torch", "int8"):
+        raise TalkfaceError(f"runtime {runtime!r}: use 'torch', 'int8' or 'onnx'")
+    loaded = load_checkpoint(path)
+    if runtime == "int8" and not loaded.meta.get("quantization"):
+        from dataclasses import replace
+        from .export import quantize_int8
+        loaded = replace(loaded, model=quantize_int8(loaded.model))
+    return loaded
+
+
+def _active_path() -> Path:
+    from .checkpoint import active_checkpoint
+    return active_checkpoint()
 
 
 __all__ = ["Scorer", "ScoreResult", "TaskScore", "load_scorer", "read_frames", "task_score"]

@@ -106,9 +106,12 @@ def _clear_leftovers(parent: Path, name: str, keep: Path) -> None:
 def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_config: dict,
                     metrics: Optional[dict] = None, data: Optional[dict] = None,
                     command: str = "", card: str = "", shipping: bool = False,
-                    calibration: Optional[dict] = None) -> Path:
+                    calibration: Optional[dict] = None, state: Optional[dict] = None,
+                    extra_meta: Optional[dict] = None) -> Path:
     """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`.
-    Only `train.ship` (`shipping=True`) may write into the package's shipped checkpoints."""
+    Only `train.ship` (`shipping=True`) may write into the package's shipped checkpoints.
+    `state` replaces the model's own state dict (e.g. int8 weights, `talkface.export`);
+    `extra_meta` entries are added to meta.json."""
     folder = Path(folder)
     if SHIPPED in folder.resolve().parents and not shipping:
         raise CheckpointError(f"{folder} is a shipped checkpoint; write to another folder")
@@ -120,9 +123,11 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
             "data": data or {}, "command": command}
     if calibration:
         meta["calibration"] = calibration
+    meta.update(extra_meta or {})
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in (
+            state if state is not None else model.state_dict()).items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         (tmp / "card.md").write_text(card or default_card(meta))
@@ -142,8 +147,13 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
 
 def load_checkpoint(path: str | os.PathLike | None = None,
                     map_location: str = "cpu") -> LoadedModel:
-    """Rebuild a model from a checkpoint folder (default: the active checkpoint)."""
+    """Rebuild a model from a checkpoint folder (default: the active checkpoint). An int8
+    folder or an `.onnx` file made by `talkface export` loads too."""
     folder = Path(path) if path is not None else active_checkpoint()
+    if folder.suffix == ".onnx" or (not (folder / "model.safetensors").exists()
+                                    and (folder / "model.onnx").exists()):
+        from .export import load_onnx
+        return load_onnx(folder)
     if folder.is_file():
         folder = folder.parent
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
@@ -162,11 +172,16 @@ def load_checkpoint(path: str | os.PathLike | None = None,
         model_name, config = meta["model_name"], meta.get("model_config", {})
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{meta_path}: damaged metadata ({err})") from None
-    model = create_model(model_name, spec, tasks, **config)
     try:
         state = load_file(str(weights), device=map_location)
     except Exception as err:  # safetensors raises its own error types for damaged files
         raise CheckpointError(f"{weights}: unreadable weights ({err})") from None
+    card = (folder / "card.md").read_text() if (folder / "card.md").exists() else ""
+    if meta.get("quantization"):
+        from .export import int8_model
+        model = int8_model(meta, state, str(weights))
+        return LoadedModel(model, spec, tasks, meta, folder, card, meta.get("metrics", {}))
+    model = create_model(model_name, spec, tasks, **config)
     missing = sorted(set(model.state_dict()) - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:
@@ -177,7 +192,6 @@ def load_checkpoint(path: str | os.PathLike | None = None,
     except RuntimeError as err:
         raise CheckpointError(f"{weights}: {err}") from None
     model.eval()
-    card = (folder / "card.md").read_text() if (folder / "card.md").exists() else ""
     return LoadedModel(model, spec, tasks, meta, folder, card, meta.get("metrics", {}))
 
 

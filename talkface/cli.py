@@ -25,7 +25,8 @@ from .features.batch import run_per_file
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
                   ".wmv", ".ts"}
-COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy", "talkface.score_cli"]
+COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy", "talkface.score_cli",
+                   "talkface.export"]
 
 
 def collect_videos(paths: Iterable[str]) -> list[Path]:

@@ -149,28 +149,41 @@ def _progress(items, total: int, enabled: bool):
 # --- the dataset ---------------------------------------------------------------------------------
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Clips of one split. With `crop_frames`, each item is a random crop of that many frames,
-    drawn from a generator reseeded by `set_epoch` (so a resumed run sees the same crops)."""
+    """Clips of one split. With `crop_frames`, each item is a random crop of that many frames;
+    with `augment` (`talkface.augment.FeatureAugmenter`), a label-preserving augmentation of it.
+    The random draws of item i come from a generator seeded by (seed, epoch, i, how many times
+    i was read this epoch), so they do not depend on the order items are read in: a resumed run,
+    and a DDP run whose ranks read different shards, see the crops one process would."""
 
-    def __init__(self, clips: list[Clip], crop_frames: Optional[int] = None, seed: int = 0):
-        self.clips, self.crop_frames, self.seed = clips, crop_frames, seed
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, clips: list[Clip], crop_frames: Optional[int] = None, seed: int = 0,
+                 augment=None):
+        self.clips, self.crop_frames, self.seed, self.augment = clips, crop_frames, seed, augment
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.rng = np.random.default_rng([self.seed, epoch])
+        self.epoch, self.reads = epoch, {}
 
     def __len__(self) -> int:
         return len(self.clips)
 
+    def _rng(self, index: int) -> np.random.Generator:
+        count = self.reads.get(index, 0)
+        self.reads[index] = count + 1
+        return np.random.default_rng([self.seed, self.epoch, index, count])
+
     def __getitem__(self, index: int) -> dict:
-        clip = self.clips[index]
+        clip, rng = self.clips[index], self._rng(index)
+        if self.augment is not None:
+            clip = self.augment.stretch(clip, rng)
         start, stop = 0, len(clip.valid)
         if self.crop_frames and stop > self.crop_frames:
-            start = int(self.rng.integers(0, stop - self.crop_frames + 1))
+            start = int(rng.integers(0, stop - self.crop_frames + 1))
             stop = start + self.crop_frames
-        return {"clip": Clip(clip.visual[start:stop], clip.audio[start:stop],
-                             clip.valid[start:stop], clip.file, clip.unjudged, clip.targets),
-                "index": index}
+        clip = Clip(clip.visual[start:stop], clip.audio[start:stop], clip.valid[start:stop],
+                    clip.file, clip.unjudged, clip.targets)
+        if self.augment is not None:
+            clip = self.augment(clip, rng)
+        return {"clip": clip, "index": index}
 
 
 @dataclass
@@ -212,7 +225,13 @@ class TalkfaceData:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def dataset(self, split: str, crop_frames: Optional[int] = None, seed: int = 0) -> ClipDataset:
+    def dataset(self, split: str, crop_frames: Optional[int] = None, seed: int = 0,
+                augment=None) -> ClipDataset:
+        """`augment`: a `talkface.augment.AugmentConfig` (training only)."""
+        if augment is not None and augment.enabled:
+            from .augment import FeatureAugmenter
+            return ClipDataset(self.splits[split], crop_frames, seed,
+                               FeatureAugmenter(augment, self.spec))
         return ClipDataset(self.splits[split], crop_frames, seed)
 
     def normalization(self, split: str = "train") -> tuple[np.ndarray, ...]:

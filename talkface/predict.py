@@ -62,10 +62,12 @@ def unjudged_tasks(info: dict) -> dict[str, str]:
 class Prediction:
     """One clip's output: `scores[task]` in the task's range (NaN = not judged), attention maps
     for display: "temporal" (T,), "cross" (at most MAX_CROSS_SIDE square) where the model has
-    one."""
+    one; `spread[task]` the ensemble members' standard deviation on the same scale as the score
+    (empty for a single model, NaN = not judged)."""
 
     scores: dict[str, float]
     attention: dict[str, np.ndarray] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
 
 
 def pad_batch(clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,6 +100,23 @@ def _finish(task, value: float, reason: Optional[str]) -> float:
     return float(min(max(value, task.low), task.high))
 
 
+def _spread(tasks, result, monotone: dict) -> dict[str, np.ndarray]:
+    """An ensemble's spread per task, (B,) each, on the scale of the scores users see: half the
+    width the calibration map gives the interval mean +- spread (the spread itself without a
+    map)."""
+    from .calibration import apply_monotone
+    out = {}
+    for t in tasks:
+        if t.name not in result.spread:
+            continue
+        mean = result.scores[t.name].float().cpu().numpy()
+        width = result.spread[t.name].float().cpu().numpy()
+        curve = monotone.get(t.name)
+        out[t.name] = np.abs(apply_monotone(curve, mean + width)
+                             - apply_monotone(curve, mean - width)) / 2
+    return out
+
+
 @torch.inference_mode()
 def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | torch.device = "cpu",
             attention: bool = False, calibration=None) -> list[Prediction]:
@@ -120,6 +139,7 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
             raw = {t.name: apply_monotone(monotone.get(t.name),
                                           result.scores[t.name].float().cpu().numpy())
                    for t in model.tasks}
+            spread = _spread(model.tasks, result, monotone)
             for b, (i, clip) in enumerate(zip(chunk, batch)):
                 scores = {t.name: _finish(t, raw[t.name][b], clip.unjudged.get(t.name))
                           for t in model.tasks}
@@ -130,7 +150,9 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
                     if "cross" in result.attention:
                         maps["cross"] = pool_matrix(
                             result.attention["cross"][b, :n, :n].float().cpu().numpy())
-                out[i] = Prediction(scores, maps)
+                spreads = {t: float(v[b]) if np.isfinite(scores[t]) else float("nan")
+                           for t, v in spread.items()}
+                out[i] = Prediction(scores, maps, spreads)
     finally:
         model.train(was_training)
     return [out[i] for i in range(len(clips))]

@@ -2,6 +2,8 @@
 
     python -m talkface score clip.mp4 folder/ --json scores.json --csv scores.csv
     python -m talkface compare --group wav2lip=out/wav2lip --group sadtalker=out/sad --csv board.csv
+    python -m talkface score folder/ --shard 3/8 --json part_3.json   # one of 8 jobs
+    python -m talkface merge part_*.json --json all.json --csv all.csv
 
 `score --json` writes one object per file in the schema the app's download uses
 (`ScoreResult.to_dict(detail=False)`): "file", "scores" (null for a task that cannot be judged),
@@ -9,6 +11,11 @@
 reliable), "identity", "face", "warnings", "error". A file that cannot be scored gets
 "scores": null and its error message, the batch goes on, and the exit status is 1 (2 when nothing
 could run: a bad checkpoint or arguments).
+
+`--shard I/N` (I from 1 to N) scores every N-th file of the sorted file list, starting at the
+I-th, so N jobs (a Slurm array, a Kubernetes indexed job) given the same paths split them between
+them with no file scored twice or left out. `merge` joins their JSON files into one (sorted by
+file; a file found in two parts is an error) and exits 1 when any merged file had failed.
 """
 from __future__ import annotations
 
@@ -32,8 +39,17 @@ def add_parsers(subparsers) -> None:
                        "face.tracks) instead of the speaking one; one file at a time")
     score.add_argument("--reference", help="a portrait of the person the clips should show: "
                        "adds identity.reference_similarity (CSIM)")
+    score.add_argument("--shard", type=parse_shard, metavar="I/N",
+                       help="score only part I of N (1 <= I <= N) of the sorted file list; "
+                       "join the parts' --json files with `talkface merge`")
     _common(score)
     score.set_defaults(func=run_score)
+
+    merge = subparsers.add_parser("merge", help="join the --json files of `score --shard` jobs")
+    merge.add_argument("parts", nargs="+", help="JSON files written by `talkface score --json`")
+    merge.add_argument("--json", dest="json_out", required=True, help="write all results here")
+    merge.add_argument("--csv", dest="csv_out", help="write per-file scores as CSV here")
+    merge.set_defaults(func=run_merge)
 
     compare = subparsers.add_parser("compare", help="leaderboard of generators (groups of clips)")
     compare.add_argument("--group", action="append", required=True, metavar="NAME=PATH",
@@ -55,6 +71,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _scorer(args):
     from .api import load_scorer
     return load_scorer(args.checkpoint, cache=not args.no_cache, device=args.device)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 1 <= I <= N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use I/N, e.g. 1/4") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N")
+    return index, count
+
+
+def shard_files(files: list[Path], index: int, count: int) -> list[Path]:
+    """Part `index` of `count` (1-based) of `files`: every count-th file of the sorted list."""
+    return sorted(files, key=str)[index - 1::count]
 
 
 def _videos(paths: list[str]) -> list[Path]:
@@ -93,21 +125,54 @@ def run_score(args: argparse.Namespace) -> int:
         raise TalkfaceError(f"no video files found in {', '.join(args.paths)}")
     if args.face is not None and len(files) != 1:
         raise TalkfaceError("--face picks a face track of one clip; give one file")
+    if args.shard is not None:
+        files = shard_files(files, *args.shard)
     scorer = _scorer(args)
-    if args.face is not None:
+    if not files:  # more parts than files: this one has none
+        results = []
+    elif args.face is not None:
         results = [_score_one(scorer, files[0], args.face, args.reference)]
     else:
         results = _score_files(scorer, files, args.batch_size, "score", args.reference)
     records = [r.to_dict(detail=False) for r in results]
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(records, indent=1))
-    if args.csv_out:
-        pd.DataFrame([csv_row(r) for r in records]).to_csv(args.csv_out, index=False,
-                                                           float_format="%.4f")
+    _write(records, args.json_out, args.csv_out)
     for result in results:
         _print_result(result)
     failed = sum(not r.ok for r in results)
     print(f"scored {len(results) - failed} of {len(results)} file(s) with {scorer.loaded.path}",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write(records: list[dict], json_out, csv_out) -> None:
+    if json_out:
+        Path(json_out).write_text(json.dumps(records, indent=1))
+    if csv_out:
+        pd.DataFrame([csv_row(r) for r in records]).to_csv(csv_out, index=False,
+                                                           float_format="%.4f")
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    records, where = [], {}
+    for part in args.parts:
+        try:
+            items = json.loads(Path(part).read_text())
+        except (OSError, ValueError) as err:
+            raise TalkfaceError(f"{part}: not a `talkface score --json` file ({err})") from None
+        if not isinstance(items, list) or not all(isinstance(r, dict) and "file" in r
+                                                  for r in items):
+            raise TalkfaceError(f"{part}: not a `talkface score --json` file (a list of "
+                                f"per-file results)")
+        for record in items:
+            if record["file"] in where:
+                raise TalkfaceError(f"{record['file']} is in both {where[record['file']]} and "
+                                    f"{part}: were the parts made with the same --shard?")
+            where[record["file"]] = part
+            records.append(record)
+    records.sort(key=lambda r: r["file"])
+    _write(records, args.json_out, args.csv_out)
+    failed = sum(r.get("error") is not None for r in records)
+    print(f"merged {len(records)} file(s) from {len(args.parts)} part(s), {failed} failed",
           file=sys.stderr)
     return 1 if failed else 0
 

@@ -55,6 +55,38 @@ def test_score_exit_code_zero_when_all_succeed(checkpoint, clips):
     assert main(["score", str(clips / "a.mp4"), "--checkpoint", str(checkpoint)]) == 0
 
 
+def test_two_shards_merged_give_what_one_run_gives(checkpoint, clips, tmp_path, capsys):
+    whole = tmp_path / "whole.json"
+    main(["score", str(clips), "--json", str(whole), "--checkpoint", str(checkpoint)])
+    parts = [tmp_path / f"part_{i}.json" for i in (1, 2)]
+    for i, part in enumerate(parts, 1):
+        main(["score", str(clips), "--shard", f"{i}/2", "--json", str(part),
+              "--checkpoint", str(checkpoint)])
+    names = [{r["file"] for r in json.loads(p.read_text())} for p in parts]
+    assert len(names[0]) == len(names[1]) == 2 and not names[0] & names[1]
+    merged = tmp_path / "all.json"
+    assert main(["merge", *map(str, parts), "--json", str(merged), "--csv",
+                 str(tmp_path / "all.csv")]) == 1  # the broken and face-less clips failed
+    def summary(records):  # what a user reads off: file, scores, bands, failures
+        return [(r["file"], {k: round(v, 4) for k, v in (r.get("scores") or {}).items()
+                             if v is not None}, r.get("band"), r.get("error"))
+                for r in records]
+    expected = sorted(json.loads(whole.read_text()), key=lambda r: r["file"])
+    got = json.loads(merged.read_text())
+    assert [r["file"] for r in got] == [r["file"] for r in expected]
+    assert summary(got) == summary(expected)
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 4
+    # the same part twice is an error, not a silent duplicate
+    capsys.readouterr()
+    assert main(["merge", str(parts[0]), str(parts[0]), "--json", str(merged)]) == 2
+    assert "in both" in capsys.readouterr().err
+
+
+def test_a_shard_out_of_range_is_rejected(checkpoint, clips):
+    with pytest.raises(SystemExit):
+        main(["score", str(clips), "--shard", "3/2", "--checkpoint", str(checkpoint)])
+
+
 def test_missing_checkpoint_is_a_readable_error(tmp_path, clips, capsys):
     code = main(["score", str(clips / "a.mp4"), "--checkpoint", str(tmp_path / "nope")])
     assert code == 2 and "not a talkface checkpoint" in capsys.readouterr().err

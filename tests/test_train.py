@@ -128,6 +128,14 @@ def test_a_few_cpu_steps_lower_the_loss(dataset, tmp_path):
     assert split["map"]["bundles/clip004.npz"] == "test" and len(split["map"]) == 40
 
 
+def test_train_loss_is_logged_without_a_scheduler(dataset, tmp_path):
+    """train_loss is the mean of the steps' losses whatever the scheduler (it also drives early
+    stopping when there is no validation split)."""
+    train(tiny(dataset, tmp_path, **{"train.epochs": 1, "train.scheduler": "none"}))
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["train_loss"] > 0 and np.isfinite(line["train_loss"])
+
+
 def test_resume_after_a_kill_reaches_the_same_final_state(dataset, tmp_path):
     straight = train(tiny(dataset, tmp_path / "a"))
     stopped = train(tiny(dataset, tmp_path / "b", **{"train.stop_after_epochs": 2}))

@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from talkface.augment import AugmentConfig
 from talkface.errors import ConfigError
 from talkface.models.registry import model_options
 from talkface.spec import ExtractorConfig
@@ -91,6 +92,7 @@ class Config(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)  # label-preserving, training only
     output_dir: Optional[str] = None
     resume: bool = False
 

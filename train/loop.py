@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -113,11 +113,39 @@ def build_scheduler(optimizer, cfg, steps_per_epoch: int):
 
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rt: Runtime) -> list[list[int]]:
-    """This rank's shuffled batches of clip indices; every rank gets the same number of steps."""
+    """This rank's shuffled batches of clip indices (a DistributedSampler without the sampler):
+    `batch_size` is the global batch, so each of the `world` ranks takes batch_size / world
+    clips per step and step k's clips, over all ranks, are the ones a single process would take
+    in its step k. Every rank gets the same number of steps (the shuffled order is padded by
+    wrapping around)."""
+    if batch_size % rt.world:
+        raise ConfigError(f"train.batch_size {batch_size} is the global batch; it must be a "
+                          f"multiple of the {rt.world} processes")
     order = np.random.default_rng([seed, epoch, 7]).permutation(n)
-    per_rank = math.ceil(n / rt.world)
+    per_rank, local = math.ceil(n / rt.world), batch_size // rt.world
     order = np.resize(order, per_rank * rt.world)[rt.rank::rt.world]  # pad by wrapping around
-    return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    return [order[i:i + local].tolist() for i in range(0, len(order), local)]
+
+
+def mean_over_ranks(values: list[float], rt: Runtime) -> list[float]:
+    """All-reduce: the mean over ranks of each value (the values themselves in one process)."""
+    if rt.world == 1:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return (tensor / rt.world).tolist()
+
+
+def gather_rows(rows: np.ndarray, n: int, rt: Runtime) -> np.ndarray:
+    """Rank r holds rows r, r + world, ... of an (n, K) array; every rank gets all n rows."""
+    if rt.world == 1:
+        return rows
+    parts: list = [None] * rt.world
+    dist.all_gather_object(parts, rows)
+    out = np.empty((n, rows.shape[1]), rows.dtype)
+    for rank, part in enumerate(parts):
+        out[rank::rt.world] = part
+    return out
 
 
 def targets_of(batch, task_names: list[str]) -> dict[str, torch.Tensor]:
@@ -150,19 +178,27 @@ def train_one_epoch(model, raw: TalkfaceModel, dataset, batches, optimizer, sche
         for t, value in per_task.items():
             task_sums[t] += value.item()
         steps += 1
-    return {"train_loss": totals / steps, "train_task_loss": {t: v / steps for t, v in
-                                                               task_sums.items()},
+    # each rank's losses are over its own clips; gradients (hence norms) are already synced
+    loss_mean, *task_means = mean_over_ranks([totals / steps] + [v / steps for v in
+                                                                task_sums.values()], rt)
+    return {"train_loss": loss_mean, "train_task_loss": dict(zip(task_sums, task_means)),
             "grad_norm": float(np.mean(norms)), "grad_norm_max": float(np.max(norms))}
 
 
 def split_metrics(model: TalkfaceModel, data: TalkfaceData, split: str, cfg: Config,
-                  device) -> dict:
+                  device, rt: Optional[Runtime] = None) -> dict:
     """Per-task metrics (and "mean") on one split, computed on the scores users get
-    (`talkface.predict.predict_arrays`: clipped to each task's range, unjudged tasks left out)."""
-    if not data.splits[split]:
+    (`talkface.predict.predict_arrays`: clipped to each task's range, unjudged tasks left out).
+    Under DDP each rank scores every world-th clip and the predictions are gathered, so every
+    rank computes the same metrics from the same arrays."""
+    clips = data.splits[split]
+    if not clips:
         return {}
-    preds, targets = predict_arrays(model, data.splits[split], cfg.train.eval_batch_size,
+    rt = rt or Runtime(device=torch.device(device))
+    preds, targets = predict_arrays(model, clips[rt.rank::rt.world], cfg.train.eval_batch_size,
                                     device)
+    preds = gather_rows(preds, len(clips), rt)
+    targets = gather_rows(targets, len(clips), rt)
     return metrics_of(model.task_names, preds, targets)
 
 
@@ -212,10 +248,18 @@ def append_jsonl(path: Path, record: dict, keep_before_epoch: Optional[int] = No
         handle.write(json.dumps(record) + "\n")
 
 
-def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "") -> dict:
+EpochHook = Callable[[int, dict], None]
+
+
+def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "",
+          on_epoch: Optional[EpochHook] = None) -> dict:
     """Train one model as `cfg` says; returns {"best_epoch", "val", "test", "epochs_run", ...}.
 
-    `data` may be passed in to share one loaded dataset between runs (compare, search)."""
+    `data` may be passed in to share one loaded dataset between runs (compare, search).
+    `on_epoch(epoch, record)` is called after each epoch with that epoch's `metrics.jsonl` record
+    (`record["select"]` holds the validation value early stopping watches); an exception it
+    raises (e.g. `optuna.TrialPruned`) ends the run there, with `last.pt` and `best/` as they
+    are."""
     if not cfg.output_dir:
         raise ConfigError("output_dir is not set (--output_dir)")
     if data is None and not cfg.data.path:
@@ -239,11 +283,13 @@ def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "") -
     raw = create_model(cfg.model.name, data.spec, data.tasks, **cfg.model.kwargs())
     raw.set_normalization(*data.normalization("train"))
     raw.to(rt.device)
+    if not cfg.train.consistency_weight and getattr(raw, "consistency", None) is not None:
+        raw.consistency.requires_grad_(False)  # unused without the loss; DDP needs every grad
     model = raw
     if rt.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             raw, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-    train_set = data.dataset("train", cfg.data.crop_frames, cfg.train.seed)
+    train_set = data.dataset("train", cfg.data.crop_frames, cfg.train.seed, cfg.augment)
     means = data.target_means("train")
     tc = cfg.train
     steps_per_epoch = len(epoch_batches(len(train_set), tc.batch_size, 0, tc.seed, rt))
@@ -267,12 +313,13 @@ def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "") -
         if tc.stop_after_epochs is not None and epoch - start >= tc.stop_after_epochs:
             return {"stopped": True, "epochs_run": epoch, "best_epoch": best_epoch}
         t0 = time.time()
-        torch.manual_seed(tc.seed * 100_003 + epoch)  # dropout: same stream after a resume
+        # dropout: the same stream after a resume; another stream on each DDP rank
+        torch.manual_seed(tc.seed * 100_003 + epoch + 1_000_003 * rt.rank)
         train_set.set_epoch(epoch)
         batches = epoch_batches(len(train_set), tc.batch_size, epoch, tc.seed, rt)
         stats = train_one_epoch(model, raw, train_set, batches, optimizer, scheduler, scaler,
                                 amp_dtype, cfg, means, rt)
-        val = split_metrics(raw, data, "val", cfg, rt.device)
+        val = split_metrics(raw, data, "val", cfg, rt.device, rt)
         value = val["mean"][metric] if val else -stats["train_loss"]
         if is_better(value, best, metric if val else "r2"):
             best, best_epoch, bad_epochs = value, epoch, 0
@@ -290,8 +337,12 @@ def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "") -
             append_jsonl(jsonl, record, keep_before_epoch=epoch if epoch == start else None)
             save_resume_state(last_path, raw, optimizer, scheduler, scaler, cfg, epoch, best,
                               best_epoch, bad_epochs)
-        log.info("epoch %d train %.4f val mse %.4f lr %.2e (%.1fs)", epoch, stats["train_loss"],
-                 record["val_loss"] or float("nan"), record["lr"], record["seconds"])
+        log.info("%sepoch %d train %.6f val mse %.6f lr %.2e (%.1fs)",
+                 f"rank {rt.rank}/{rt.world} " if rt.world > 1 else "", epoch,
+                 stats["train_loss"], record["val_loss"] or float("nan"), record["lr"],
+                 record["seconds"])
+        if on_epoch is not None:
+            on_epoch(epoch, record)
         if tc.patience is not None and bad_epochs >= tc.patience:
             stopped_early = True
             break
@@ -312,8 +363,8 @@ def finish(raw, data, cfg, out: Path, rt: Runtime, best_epoch: int, epochs_run: 
     best_dir = out / "best"
     if (best_dir / "model.safetensors").exists():
         raw.load_state_dict(load_file(str(best_dir / "model.safetensors")))
-    val = split_metrics(raw, data, "val", cfg, rt.device)
-    test = split_metrics(raw, data, "test", cfg, rt.device)
+    val = split_metrics(raw, data, "val", cfg, rt.device, rt)
+    test = split_metrics(raw, data, "test", cfg, rt.device, rt)
     result = {"best_epoch": best_epoch, "epochs_run": epochs_run, "stopped_early": stopped_early,
               "val": val, "test": test, "data": data.describe(), "model": cfg.model.name}
     if rt.main:

@@ -22,10 +22,12 @@ from ..spec import FeatureSpec, TaskSpec
 class ModelOutput:
     """`scores[task]` is (B,) in the task's range; `attention` holds maps for display:
     "temporal" (B, T) weights over frames summing to 1 over valid frames, and "cross" (B, T, T)
-    video-to-audio attention where the model has one."""
+    video-to-audio attention where the model has one; `spread[task]` (B,) is how much an
+    ensemble's members disagree (their standard deviation), empty for a single model."""
 
     scores: dict[str, torch.Tensor]
     attention: dict[str, torch.Tensor] = field(default_factory=dict)
+    spread: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TalkfaceModel(nn.Module):
@@ -108,4 +110,4 @@ def create_model(name: str, spec: FeatureSpec, tasks: list[TaskSpec], **override
 
 
 def _import_builtin() -> None:
-    from . import improved, original  # noqa: F401  (registration side effect)
+    from . import ensemble, improved, original  # noqa: F401  (registration side effect)
