@@ -1,10 +1,15 @@
 """Comparing generators: a leaderboard with 95% confidence intervals and pairwise win rates.
 
-Each generator is a named group of scored clips. Per task, the leaderboard gives the mean score,
-its t-distribution confidence interval and the number of clips. The pairwise win rate of A over B
-is the probability that a random clip of A scores better than a random clip of B (ties count
-half): the Mann-Whitney U statistic divided by n_A * n_B, i.e. the common-language effect size,
-with the two-sided Mann-Whitney U test (scipy) as its significance test. Used by both
+Each generator is a named group of clips. Per task, the leaderboard gives the mean score over
+the clips that could be judged, a percentile-bootstrap confidence interval of that mean (which
+stays inside the task's score range, unlike a t-interval on a bounded scale) and the number of
+clips it rests on. A clip that could not be scored at all (no face, unreadable) counts against
+its generator: it is listed as failed, and in the ranking score (`<task>_with_failures`) and the
+win rates it counts as the worst score of the range; a generator that fails to produce a face is
+worse, not absent. A task a clip does not allow judging (lip sync without audio) is left out of
+that task only. The pairwise win rate of A over B is the probability that a random clip of A
+scores better than a random clip of B (ties count half): the Mann-Whitney U statistic divided by
+n_A * n_B, with the two-sided Mann-Whitney U test (scipy) as its significance test. Used by both
 `python -m talkface compare` and the app's Compare tab.
 """
 from __future__ import annotations
@@ -33,29 +38,38 @@ class Comparison:
     tasks: list[TaskSpec]
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the leaderboard to `path` and the pairwise table beside it (`*_pairwise.csv`)."""
+        """Write the leaderboard to `path`, the pairwise table beside it (`*_pairwise.csv`) and
+        one row per clip with its scores or its error (`*_clips.csv`; an empty score is a task
+        not judged)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.leaderboard.to_csv(path, index=False, float_format="%.4f")
         self.pairwise.to_csv(path.with_name(path.stem + "_pairwise.csv"), index=False,
                              float_format="%.4g")
+        self.scores.to_csv(path.with_name(path.stem + "_clips.csv"), index=False,
+                           float_format="%.4f")
         return path
 
 
 def scores_frame(groups: dict[str, list], tasks: list[TaskSpec]) -> pd.DataFrame:
-    """{group: [ScoreResult, ...]} -> one row per clip; failed clips keep their error text."""
+    """{group: [ScoreResult, ...]} -> one row per clip; failed clips keep their error text, a
+    task not judged is NaN."""
     rows = []
     for group, results in groups.items():
         for result in results:
             row = {"group": group, "file": Path(result.file).name, "error": result.error}
             for task in tasks:
-                row[task.name] = result.scores.get(task.name, np.nan) if result.ok else np.nan
+                value = result.scores.get(task.name) if result.ok else None
+                row[task.name] = np.nan if value is None else value
             rows.append(row)
     return pd.DataFrame(rows, columns=["group", "file", "error"] + [t.name for t in tasks])
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the t-distribution confidence interval; NaN bounds with fewer than 2 values."""
+def mean_ci(values: np.ndarray, confidence: float = 0.95, resamples: int = 2000,
+            seed: int = 0) -> tuple[float, float, float]:
+    """Mean and its percentile-bootstrap confidence interval (seeded, so a table repeats); the
+    bounds lie within the values' own span, hence within the score range. NaN bounds with
+    fewer than 2 values."""
     values = np.asarray(values, float)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -63,30 +77,50 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float,
     mean = float(values.mean())
     if values.size < 2:
         return mean, np.nan, np.nan
-    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * stats.sem(values)
-    return mean, mean - float(half), mean + float(half)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (resamples, values.size))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return mean, float(min(low, mean)), float(max(high, mean))
+
+
+def worst(task: TaskSpec) -> float:
+    return task.low if task.higher_is_better else task.high
+
+
+def with_failures(part: pd.DataFrame, task: TaskSpec) -> np.ndarray:
+    """A task's values with every failed clip counted as the worst score of the range."""
+    values = part[task.name].to_numpy(float).copy()
+    values[part["error"].notna().to_numpy()] = worst(task)
+    return values
 
 
 def leaderboard(frame: pd.DataFrame, tasks: list[TaskSpec],
                 confidence: float = 0.95) -> pd.DataFrame:
-    """One row per group: n scored, n failed, and per task mean / ci_low / ci_high. Sorted best
-    first by `overall` when there is such a task, else by the mean of task means."""
+    """One row per group: clips given, n scored, n failed, and per task mean / ci_low / ci_high
+    / n (judged clips) / with_failures (failed clips at the worst score). Sorted best first by
+    `overall_with_failures` when there is an `overall` task, else by the mean over tasks."""
     rows = []
     for group, part in frame.groupby("group", sort=False):
         ok = part["error"].isna()
-        row = {"group": group, "n": int(ok.sum()), "failed": int((~ok).sum())}
+        row = {"group": group, "clips": int(len(part)), "n": int(ok.sum()),
+               "failed": int((~ok).sum())}
         for task in tasks:
+            values = part.loc[ok, task.name].to_numpy(float)
             row[f"{task.name}_mean"], row[f"{task.name}_ci_low"], row[f"{task.name}_ci_high"] = \
-                mean_ci(part.loc[ok, task.name].to_numpy(), confidence)
+                mean_ci(values, confidence)
+            row[f"{task.name}_n"] = int(np.isfinite(values).sum())
+            penalised = with_failures(part, task)
+            row[f"{task.name}_with_failures"] = float(np.nanmean(penalised)) \
+                if np.isfinite(penalised).any() else np.nan
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:
         return board
     names = [t.name for t in tasks]
-    key = "overall_mean" if "overall" in names else None
     signs = {t.name: 1.0 if t.higher_is_better else -1.0 for t in tasks}
-    rank = board[key] * signs["overall"] if key else sum(board[f"{n}_mean"] * signs[n]
-                                                          for n in names) / len(names)
+    rank = board["overall_with_failures"] * signs["overall"] if "overall" in names else \
+        sum(board[f"{n}_with_failures"] * signs[n] for n in names) / len(names)
     board = board.assign(_rank=rank).sort_values("_rank", ascending=False, na_position="last")
     return board.drop(columns="_rank").reset_index(drop=True)
 
@@ -106,14 +140,14 @@ def win_rate(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> tup
 
 
 def pairwise(frame: pd.DataFrame, tasks: list[TaskSpec]) -> pd.DataFrame:
-    """Every ordered pair of groups per task: win rate of A over B and the test's p-value."""
+    """Every ordered pair of groups per task: win rate of A over B and the test's p-value;
+    a failed clip loses to every scored one (it counts as the worst score)."""
     rows = []
-    ok = frame[frame["error"].isna()]
     groups = list(dict.fromkeys(frame["group"]))
     for task in tasks:
+        values = {g: with_failures(frame[frame["group"] == g], task) for g in groups}
         for a, b in itertools.permutations(groups, 2):
-            rate, p = win_rate(ok.loc[ok["group"] == a, task.name],
-                               ok.loc[ok["group"] == b, task.name], task.higher_is_better)
+            rate, p = win_rate(values[a], values[b], task.higher_is_better)
             rows.append({"task": task.name, "group_a": a, "group_b": b,
                          "win_rate": rate, "p_value": p})
     return pd.DataFrame(rows, columns=["task", "group_a", "group_b", "win_rate", "p_value"])
@@ -140,22 +174,35 @@ def compare_groups(scorer, groups: dict[str, list], confidence: float = 0.95,
 
 
 def format_leaderboard(board: pd.DataFrame, tasks: list[TaskSpec], digits: int = 3) -> pd.DataFrame:
-    """Display form: one 'mean [low, high]' text column per task."""
-    out = board[["group", "n", "failed"]].copy()
+    """Display form: scored / failed counts, then per task 'mean [low, high]' over the judged
+    clips ("not judged" where none could be), with N where it differs from the scored count."""
+    if board.empty:
+        return pd.DataFrame(columns=["group", "scored", "failed"])
+    out = pd.DataFrame({"group": board["group"],
+                        "scored": [f"{n} of {c}" for n, c in zip(board["n"], board["clips"])],
+                        "failed": board["failed"]})
     for task in tasks:
         out[task.label or task.name] = [
-            _interval(m, lo, hi, digits) for m, lo, hi in
+            _interval(m, lo, hi, digits, n, scored) for m, lo, hi, n, scored in
             zip(board[f"{task.name}_mean"], board[f"{task.name}_ci_low"],
-                board[f"{task.name}_ci_high"])]
+                board[f"{task.name}_ci_high"], board[f"{task.name}_n"], board["n"])]
     return out
 
 
-def _interval(mean: float, low: float, high: float, digits: int) -> str:
+def failures(comparison: "Comparison") -> pd.DataFrame:
+    """The clips that could not be scored: group, file and why."""
+    frame = comparison.scores
+    return frame.loc[frame["error"].notna(), ["group", "file", "error"]].reset_index(drop=True)
+
+
+def _interval(mean: float, low: float, high: float, digits: int, n: int = 0,
+              scored: int = 0) -> str:
     if not np.isfinite(mean):
-        return "n/a"
+        return "not judged" if scored else "no scored clip"
+    count = f" (n={n})" if n != scored else ""
     if not np.isfinite(low):
         return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]{count}"
 
 
 def parse_group(text: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 from .spec import TaskSpec
 
 HEIGHT = 320
+ROW_HEIGHT = 230  # one panel of a stacked figure
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477"]
 
 
@@ -34,22 +35,31 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     return _layout(fig, title, height=200)
 
 
-def radar(named_mos: dict[str, dict[str, float]], tasks: list[TaskSpec]) -> go.Figure:
-    """{name: {task: 1-5 score}} -> one closed polygon per name on a 1-5 radial axis."""
-    labels = [t.label or t.name for t in tasks]
-    fig = go.Figure()
+def radar(named_mos: dict[str, dict[str, Optional[float]]], tasks: list[TaskSpec]) -> go.Figure:
+    """{name: {task: 1-5 score, or None when not judged}} -> one closed polygon per name on a
+    1-5 radial axis. Every task keeps its axis; one that is not judged is labelled so and has
+    no point (the polygon joins its neighbours)."""
+    unjudged = {t.name for t in tasks if all(m.get(t.name) is None for m in named_mos.values())}
+    labels = {t.name: (t.label or t.name) + (" (not judged)" if t.name in unjudged else "")
+              for t in tasks}
+    axis = [labels[t.name] for t in tasks]
+    fig = go.Figure(go.Scatterpolar(r=[1] * len(axis), theta=axis, mode="markers",
+                                    marker=dict(opacity=0), hoverinfo="skip", showlegend=False))
     for i, (name, mos) in enumerate(named_mos.items()):
-        values = [mos.get(t.name, np.nan) for t in tasks]
-        fig.add_trace(go.Scatterpolar(r=values + values[:1], theta=labels + labels[:1],
+        shown = [t for t in tasks if mos.get(t.name) is not None]
+        values = [mos[t.name] for t in shown]
+        theta = [labels[t.name] for t in shown]
+        fig.add_trace(go.Scatterpolar(r=values + values[:1], theta=theta + theta[:1],
                                       fill="toself", name=name, opacity=0.6,
                                       line_color=PALETTE[i % len(PALETTE)]))
-    fig.update_layout(polar=dict(radialaxis=dict(range=[1, 5], tickvals=[1, 2, 3, 4, 5])))
+    fig.update_layout(polar=dict(radialaxis=dict(range=[1, 5], tickvals=[1, 2, 3, 4, 5]),
+                                 angularaxis=dict(categoryorder="array", categoryarray=axis)))
     return _layout(fig, "Scores on the 1-5 scale", height=360)
 
 
 def result_radar(result) -> go.Figure:
-    judged = [s for s in result.tasks.values() if s.judged]  # a task not judged has no point
-    return radar({"this clip": {s.task.name: s.mos for s in judged}}, [s.task for s in judged])
+    return radar({"this clip": {s.task.name: s.mos for s in result.tasks.values()}},
+                 [s.task for s in result.tasks.values()])
 
 
 def attention_heatmap(result) -> go.Figure:
@@ -61,7 +71,7 @@ def attention_heatmap(result) -> go.Figure:
     times = (np.arange(len(weights)) + 0.5) / result.fps  # frame k covers [k, k+1) / fps
     shown = np.where(result.valid, weights, np.nan)
     fig = go.Figure(go.Heatmap(z=[shown], x=times, y=["attention"], colorscale="Viridis",
-                               colorbar=dict(thickness=10, nticks=3, tickformat=".2g"),
+                               colorbar=_colourbar(shown, 10),
                                hovertemplate="t=%{x:.2f}s<br>weight=%{z:.4f}<extra></extra>"))
     top = result.attended_frames(3, most=True)
     fig.add_trace(go.Scatter(x=times[top], y=["attention"] * len(top), mode="markers",
@@ -83,13 +93,31 @@ def cross_matrix(result) -> go.Figure:
     step = result.n_frames / result.fps / pooled.shape[0]
     ticks = (np.arange(pooled.shape[0]) + 0.5) * step  # cell centres
     fig = go.Figure(go.Heatmap(z=pooled, x=ticks, y=ticks, colorscale="Magma",
-                               colorbar=dict(thickness=12),
+                               colorbar=_colourbar(pooled, 12),
                                hovertemplate="video %{y:.2f}s<br>audio %{x:.2f}s<br>"
                                              "%{z:.4f}<extra></extra>"))
     end = result.n_frames / result.fps
     fig.update_xaxes(title="audio time (s)", range=[0, end])
     fig.update_yaxes(title="video time (s)", range=[end, 0])
     return _layout(fig, "Cross-modal attention (video frames attending to audio)", height=420)
+
+
+def _colourbar(values, thickness: int) -> dict:
+    """Three labelled ticks (low, middle, high) whatever the span: plotly's automatic ticks
+    leave a single one on the narrow ranges attention weights have."""
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or np.ptp(finite) == 0:
+        return dict(thickness=thickness)
+    ticks = np.linspace(finite.min(), finite.max(), 3)
+    for digits in range(3, 9):  # enough digits to tell the ticks apart
+        text = [f"{v:.{digits}g}" for v in ticks]
+        if len(set(text)) == len(text):
+            break
+    else:
+        return dict(thickness=thickness)
+    return dict(thickness=thickness, tickvals=ticks.tolist(), ticktext=text,
+                title=dict(text="weight", side="right"))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -107,13 +135,18 @@ def sync_plot(sync) -> go.Figure:
     if sync is None or sync.mouth_open.size == 0:
         return empty_figure("no sync figures for this clip", "Lip sync")
     windows = sync.window_times.size > 0
-    title = (f"Distance vs AV offset: {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms), "
-             f"confidence {sync.confidence:.2f}" + ("" if sync.reliable else " - not reliable")
+    title = (f"AV offset {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms), confidence "
+             f"{sync.confidence:.2f}" + ("" if sync.reliable else ": not reliable")
              if sync.judged else f"AV offset not judged: {sync.reason}")
-    rows = 3 if windows else 2
-    fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.16,
-                        subplot_titles=("Mouth opening vs loudness", title,
-                                        "Best offset per window")[:rows])
+    rows = 3 if windows else 2 if sync.judged and sync.curve.size else 1
+    height = ROW_HEIGHT * rows + 60
+    # room between panels for the x-axis title above and the next panel's title, in pixels
+    lines = (f"<span style='color:{PALETTE[0]}'>mouth opening</span> vs "
+             f"<span style='color:{PALETTE[1]}'>loudness</span>")
+    titles = (lines, title, "Best offset per window")[:rows] if rows > 1 else \
+        (f"{lines} ({title})",)
+    fig = make_subplots(rows=rows, cols=1, vertical_spacing=110 / height if rows > 1 else 0,
+                        subplot_titles=titles)
     t = np.arange(len(sync.mouth_open)) / sync.fps
     fig.add_trace(go.Scatter(x=t, y=_unit(sync.mouth_open), name="mouth opening",
                              line_color=PALETTE[0]), row=1, col=1)
@@ -135,11 +168,14 @@ def sync_plot(sync) -> go.Figure:
                                      size=6, showscale=False)), row=3, col=1)
         fig.update_xaxes(title_text="time (s)", row=3, col=1)
         fig.update_yaxes(title_text="offset (frames)", row=3, col=1)
-    return _layout(fig, "", height=260 * rows)
+    fig = _layout(fig, "", height=height)
+    fig.update_layout(showlegend=False)  # the panel titles name the lines in their colours
+    return fig
 
 
 def grouped_bars(board: pd.DataFrame, tasks: list[TaskSpec]) -> go.Figure:
-    """Leaderboard -> bars of the mean per task, one colour per group, 95% CI as error bars."""
+    """Leaderboard -> bars of the mean per task over judged clips, one colour per group, 95%
+    CI as error bars; a task no clip of a group could be judged on is a labelled empty bar."""
     if board.empty:
         return empty_figure("no scored clips to compare", "Leaderboard")
     labels = [t.label or t.name for t in tasks]
@@ -148,13 +184,18 @@ def grouped_bars(board: pd.DataFrame, tasks: list[TaskSpec]) -> go.Figure:
         means = np.array([row[f"{t.name}_mean"] for t in tasks], float)
         high = np.array([row[f"{t.name}_ci_high"] for t in tasks], float) - means
         low = means - np.array([row[f"{t.name}_ci_low"] for t in tasks], float)
-        fig.add_trace(go.Bar(x=labels, y=means, name=str(row["group"]),
-                             marker_color=PALETTE[i % len(PALETTE)],
+        counts = [int(row.get(f"{t.name}_n", 0) or 0) for t in tasks]
+        text = ["not judged" if not np.isfinite(m) else "" for m in means]
+        fig.add_trace(go.Bar(x=labels, y=np.nan_to_num(means), name=str(row["group"]),
+                             marker_color=PALETTE[i % len(PALETTE)], text=text,
+                             textposition="outside", customdata=counts,
+                             hovertemplate="%{x}: %{y:.3f} (n=%{customdata})<extra>"
+                                           f"{row['group']}</extra>",
                              error_y=dict(type="data", array=np.nan_to_num(high),
                                           arrayminus=np.nan_to_num(low), visible=True)))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="mean score (95% CI)")
-    return _layout(fig, "Generators per task", height=380)
+    fig.update_yaxes(title="mean score (95% bootstrap CI)")
+    return _layout(fig, "Generators per task (judged clips; failures in the table)", height=380)
 
 
 def training_curves(records: Iterable[dict], reference: Optional[dict] = None) -> go.Figure:
@@ -167,17 +208,31 @@ def training_curves(records: Iterable[dict], reference: Optional[dict] = None) -
     x = frame["epoch"] if "epoch" in frame else pd.Series(range(1, len(frame) + 1))
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
     losses = [c for c in numeric if c.endswith("loss")]
-    metrics = [c for c in numeric if c.startswith("val.mean.")] or \
-        [c for c in numeric if c.startswith("val") and c not in losses]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation metrics (mean)"))
+    metrics = [c for c in numeric if c.startswith("val.mean.") and not c.endswith(".n")] or \
+        [c for c in numeric if c.startswith("val") and c not in losses and
+         not c.endswith(".n")]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+        "Loss", "Validation metrics (mean over tasks)" + _n_label(frame)))
     for i, col in enumerate(losses):
-        fig.add_trace(go.Scatter(x=x, y=frame[col], name=col, mode="lines+markers",
+        fig.add_trace(go.Scatter(x=x, y=frame[col], name=col.replace("_", " "),
+                                 mode="lines+markers", legendgroup="loss",
                                  line_color=PALETTE[i % len(PALETTE)]), row=1, col=1)
     for i, col in enumerate(metrics):
         color, short = PALETTE[(i + len(losses)) % len(PALETTE)], col.rsplit(".", 1)[-1]
-        fig.add_trace(go.Scatter(x=x, y=frame[col], name=short, mode="lines+markers",
-                                 line_color=color), row=1, col=2)
+        fig.add_trace(go.Scatter(x=x, y=frame[col], name=f"val {short}", mode="lines+markers",
+                                 legendgroup="val", line_color=color), row=1, col=2)
         if reference and short in reference:
-            fig.add_hline(y=reference[short], line_dash="dot", line_color=color, row=1, col=2)
-    fig.update_xaxes(title_text="epoch")
-    return _layout(fig, "", height=360)
+            fig.add_hline(y=reference[short], line_dash="dot", line_color=color, row=1, col=2,
+                          annotation_text=f"active {short}", annotation_font_color=color)
+    span = int(x.max() - x.min()) if len(x) else 0
+    fig.update_xaxes(title_text="epoch", tickformat="d",
+                     **({"dtick": 1} if span <= 15 else {}))
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="metric value", row=1, col=2)
+    return _layout(fig, "Training: loss and validation metrics per epoch", height=380)
+
+
+def _n_label(frame: pd.DataFrame) -> str:
+    if "val.mean.n" in frame and frame["val.mean.n"].notna().any():
+        return f", N={int(frame['val.mean.n'].dropna().iloc[-1])} clips"
+    return ""

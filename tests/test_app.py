@@ -44,19 +44,21 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -
     raise RuntimeError(f"app did not start in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def start_app(workdir: Path) -> tuple[subprocess.Popen, str, dict]:
+def start_app(workdir: Path, *extra: str) -> tuple[subprocess.Popen, str, dict]:
     """Launch app.py on a random fixture checkpoint, with a temp checkpoint root (for
-    promotions), runs folder and feature cache."""
+    promotions), runs folder, feature cache and a data root the Train tab may use."""
     roots = {"checkpoints": workdir / "checkpoints", "runs": workdir / "runs",
-             "cache": workdir / "cache", "fixture": workdir / "fixture"}
+             "cache": workdir / "cache", "fixture": workdir / "fixture", "data": workdir / "data"}
     make_random_checkpoint(roots["fixture"])
+    roots["data"].mkdir()
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TALKFACE_CACHE": str(roots["cache"]),
            "TALKFACE_CHECKPOINTS": str(roots["checkpoints"]), "TALKFACE_RUNS": str(roots["runs"])}
     log = workdir / "app.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
-                             "--checkpoint", str(roots["fixture"])], cwd=workdir, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                             "--checkpoint", str(roots["fixture"]), "--data-root",
+                             str(roots["data"]), "--min-eval-clips", "2", *extra], cwd=workdir,
+                            env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, proc, log)
@@ -93,45 +95,66 @@ def test_app_binds_to_localhost_only(app):
     assert app[0].startswith("http://127.0.0.1:")
 
 
-def test_score_endpoint(client, face_video):
+SCORE_OUTPUTS = ("status", "trust", "cards", "notes", "preview", "json", "radar", "heatmap",
+                 "sync", "cross", "frames")
+
+
+def score(client, upload=None, sample=None, which=None) -> dict:
+    """/score's outputs by name (`which`: the source the user chose last)."""
     from gradio_client import handle_file
-    cards, notes, json_file, radar, heatmap, sync, cross, frames = client.predict(
-        handle_file(str(face_video)), None, api_name="/score")
-    assert all(t in cards for t in ("Lip sync", "Visual quality", "/ 5"))
-    assert "Estimated audio offset" in notes
-    data = json.loads(Path(json_file).read_text())
+    values = client.predict(handle_file(str(upload)) if upload else None, sample, which,
+                            api_name="/score")
+    return dict(zip(SCORE_OUTPUTS, values))
+
+
+def test_score_endpoint(client, face_video):
+    out = score(client, face_video, which="upload")
+    assert "Scored" in out["status"] and "Checkpoint" in out["trust"]
+    assert all(t in out["cards"] for t in ("Lip sync", "Visual quality", "/ 5"))
+    assert "Estimated audio offset" in out["notes"]
+    data = json.loads(Path(out["json"]).read_text())
     assert set(data["scores"]) == set(TASKS) and len(data["attention"]["temporal"]) == 60
-    for plot in (radar, heatmap, sync, cross):
-        assert plot["type"] == "plotly" and json.loads(plot["plot"])["data"]
-    assert len(frames) == 6  # three most and three least attended frames
+    for plot in ("radar", "heatmap", "sync", "cross"):
+        assert out[plot]["type"] == "plotly" and json.loads(out[plot]["plot"])["data"]
+    assert len(out["frames"]) == 6  # three most and three least attended frames
+
+
+def test_the_source_chosen_last_is_the_one_scored(client, face_video):
+    sample = "clips/00002_clean.mp4"
+    as_sample = score(client, face_video, sample, which="sample")
+    assert "00002_clean.mp4 (bundled sample)" in as_sample["status"]
+    as_upload = score(client, face_video, sample, which="upload")
+    assert "(your upload)" in as_upload["status"]
+    both = score(client, face_video, sample)  # neither chosen: ask, score nothing
+    assert "choose which" in both["status"] and both["cards"] is None
 
 
 @pytest.mark.parametrize("content,expected", [
     (b"", "empty"), (b"plain text, not a video\n" * 40, "not a video file")])
 def test_bad_uploads_give_a_readable_message_and_the_app_keeps_serving(
         client, tmp_path, face_video, content, expected):
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(content)
-    with pytest.raises(AppError) as info:
-        client.predict(handle_file(str(bad)), None, api_name="/score")
-    assert expected in str(info.value) and "Traceback" not in str(info.value)
-    cards = client.predict(handle_file(str(face_video)), None, api_name="/score")[0]
-    assert "Lip sync" in cards
+    out = score(client, bad, which="upload")
+    assert expected in out["status"] and "Traceback" not in out["status"]
+    assert str(tmp_path) not in out["status"]  # no server paths on the page
+    assert out["cards"] is None and out["json"] is None  # nothing stale beside the message
+    assert "Lip sync" in score(client, face_video, which="upload")["cards"]
 
 
 def test_faceless_upload_is_refused(client, noface_video):
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError, match="no face"):
-        client.predict(handle_file(str(noface_video)), None, api_name="/score")
+    out = score(client, noface_video, which="upload")
+    assert "no face" in out["status"] and out["cards"] is None
 
 
 def test_score_without_input_asks_for_one(client):
+    assert "Upload a video" in score(client)["status"]
+
+
+def test_a_sample_outside_the_bundled_set_is_refused(client):
     from gradio_client.exceptions import AppError
-    with pytest.raises(AppError, match="Upload a video"):
-        client.predict(None, None, api_name="/score")
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio's own check
+        score(client, sample="../../etc/passwd", which="sample")
 
 
 def test_compare_endpoint(client, face_video, tmp_path):
@@ -140,66 +163,81 @@ def test_compare_endpoint(client, face_video, tmp_path):
     clip = media.load_clip(face_video)
     darker = tmp_path / "darker.mp4"
     media.write_video(darker, (clip.frames * 0.6).astype(np.uint8), 25, clip.audio)
-    board, bars, pairs, csv = client.predict(
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 50)
+    status, board, failed, bars, pairs, csv = client.predict(
         "real", [handle_file(str(face_video))], "dark", [handle_file(str(darker)),
-                                                         handle_file(str(face_video))],
+                                                         handle_file(str(face_video)),
+                                                         handle_file(str(broken))],
         "", None, "", None, api_name="/compare")
-    assert board["headers"][:3] == ["group", "n", "failed"]
-    assert {"real", "dark"} == {row[0] for row in board["data"]}
+    assert "Compared 4 clips in 2 groups; 1 could not be scored" in status
+    assert board["headers"][:3] == ["group", "scored", "failed"]
+    rows = {row[0]: row for row in board["data"]}
+    assert set(rows) == {"real", "dark"} and rows["dark"][2] == 1 and rows["real"][2] == 0
+    assert [row[1] for row in failed["data"]] == ["broken.mp4"]  # which file, and why
+    assert "not a video" in failed["data"][0][2]
     assert len(pairs["data"]) == 2 * len(TASKS)  # both orders, per task
-    table = pd.read_csv(csv)
+    table = pd.read_csv(next(f for f in csv if f.endswith("leaderboard.csv")))
     assert {"overall_mean", "overall_ci_low", "overall_ci_high"} <= set(table.columns)
+    assert table["overall_ci_high"].max() <= 1.0 and table["overall_ci_low"].min() >= 0.0
     assert json.loads(bars["plot"])["data"]
 
 
 def test_compare_without_clips_is_a_readable_error(client):
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError, match="at least one group"):
-        client.predict("a", None, "b", None, "", None, "", None, api_name="/compare")
+    status = client.predict("a", None, "b", None, "", None, "", None, api_name="/compare")[0]
+    assert "at least one group" in status
 
 
 def test_model_card_endpoint(client):
     card = client.predict(api_name="/model_card")
-    assert "### Tasks" in card and "lip_sync" in card and "backend=mesh" in card
+    assert "<summary>Tasks</summary>" in card  # collapsed sections
+    assert "lip_sync" in card and "backend=mesh" in card
+    assert "trained on: test fixture" in card  # the validity statement, first
 
 
-def tiny_dataset(folder: Path, face_video: Path, n: int = 6) -> Path:
-    """Short variants of a real face clip with made-up labels: enough for a training smoke run."""
+def tiny_dataset(folder: Path, face_video: Path, splits: tuple[int, int, int]) -> Path:
+    """Short variants of a real face clip with made-up labels: enough for a training smoke run.
+    `splits`: how many clips go to train, val and test."""
     from talkface import media
     clip = media.load_clip(face_video)
     rng = np.random.default_rng(0)
+    names = ["train"] * splits[0] + ["val"] * splits[1] + ["test"] * splits[2]
     rows = []
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        gain = 0.5 + 0.5 * i / (n - 1)
+    for i, split in enumerate(names):
+        gain = 0.5 + 0.5 * i / (len(names) - 1)
         media.write_video(folder / f"clip{i}.mp4", (clip.frames[:30] * gain).astype(np.uint8),
                           25, clip.audio[: 16000 * 30 // 25])
         rows.append({"file": f"clip{i}.mp4", **{t: float(rng.uniform(0.2, 0.9)) for t in TASKS},
-                     "split": ["train", "train", "train", "train", "val", "test"][i % 6]})
+                     "split": split})
     pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
     return folder
 
 
+def train_start(client, dataset: str, epochs: int = 2):
+    return client.predict("tiny", "train", dataset, 0, epochs, 4, 0, 8, api_name="/train_start")[0]
+
+
 @pytest.mark.slow
 def test_train_endpoint_runs_a_tiny_job_and_promotes_it(client, app, face_video):
-    from gradio_client.exceptions import AppError
     url, roots, workdir = app
-    data = tiny_dataset(workdir / "tiny-data", face_video)
-    status = client.predict("tiny", "folder with a manifest", 0, str(data), 2, 4, None,
-                            api_name="/train_start")[0]
+    tiny_dataset(roots["data"] / "tiny", face_video, (4, 2, 2))
+    status = train_start(client, "folder: tiny")
     assert "running" in status
-    with pytest.raises(AppError, match="already running"):
-        client.predict("tiny", "folder with a manifest", 0, str(data), 2, 4, None,
-                       api_name="/train_start")
+    assert "already running" in train_start(client, "folder: tiny")
     deadline = time.time() + 180
     while time.time() < deadline:
-        status, curves, log, table, _ = client.predict(api_name="/train_status")
+        status, curves, log, table, verdict, trials, _ = client.predict(api_name="/train_status")
         if "running" not in status:
             break
         time.sleep(2)
     assert "finished" in status, log
-    assert json.loads(curves["plot"])["data"]  # loss curves drawn from metrics.jsonl
-    assert table["headers"] == ["metric", "this run", "active checkpoint"]
+    assert str(workdir) not in log  # server folders are redacted in the job log
+    assert json.loads(curves["plot"])["data"]  # validation curves drawn from metrics.jsonl
+    assert table["headers"][:2] == ["task", "metric"]
+    assert {"N (this run)", "N (active)"} <= set(table["headers"])  # N beside every metric
+    n_this = table["headers"].index("N (this run)")
+    assert {row[n_this] for row in table["data"]} <= {"2", ""}  # the 2 validation clips
     message = client.predict("smoke", api_name="/promote")
     assert "Promoted" in message
     version = (roots["checkpoints"] / "ACTIVE").read_text().strip()
@@ -208,8 +246,9 @@ def test_train_endpoint_runs_a_tiny_job_and_promotes_it(client, app, face_video)
     assert f"Checkpoint `{version}`" in client.predict(api_name="/model_card")
 
 
-def test_train_with_a_bad_folder_is_a_readable_error(client, tmp_path):
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError, match="no manifest.csv"):
-        client.predict("tiny", "folder with a manifest", 0, str(tmp_path), 1, 2, None,
-                       api_name="/train_start")
+def test_train_refuses_unknown_and_too_small_datasets(client, app, face_video):
+    url, roots, workdir = app
+    assert "unknown dataset" in train_start(client, "/etc")
+    tiny_dataset(roots["data"] / "small", face_video, (4, 1, 1))  # under the minimum of 2
+    message = train_start(client, "folder: small")
+    assert "running" not in message and "2" in message, message

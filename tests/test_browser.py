@@ -52,26 +52,41 @@ def upload(page, elem_id: str, files) -> None:
 def test_upload_a_clip_and_see_scores_and_heatmap(page, face_video):
     upload(page, "score-video", str(face_video))
     page.wait_for_selector("#score-video video", state="attached")
+    page.wait_for_selector("#score-chosen >> text=upload")  # the source is shown, explicitly
     page.click("#score-button")
     page.wait_for_selector("#score-cards .tf-card")
     assert page.locator("#score-cards .tf-card").count() == 4
     assert "Lip sync" in page.inner_text("#score-cards")
+    assert "Scored" in page.inner_text("#score-status")
+    assert "trained on" in page.inner_text("#score-trust")  # what the checkpoint is valid for
     page.wait_for_selector("#score-heatmap .js-plotly-plot .heatmaplayer")
     page.wait_for_selector("#score-sync .js-plotly-plot")
+    page.wait_for_selector("#score-preview video", state="attached")  # an H.264 preview
     assert page.locator("#score-frames img").count() >= 1
     page.screenshot(path=str(SHOTS / "score.png"), full_page=True)
+
+
+def test_picking_a_sample_after_an_upload_scores_the_sample(page):
+    page.locator("#score-sample input").click()
+    page.get_by_role("option", name="clips/00002_clean.mp4").click()
+    page.wait_for_selector("#score-chosen >> text=00002_clean.mp4")
+    page.click("#score-button")
+    page.wait_for_selector("#score-status >> text=Scored 00002_clean.mp4 (bundled sample)")
+    page.wait_for_selector("#score-cards .tf-card")
 
 
 def test_broken_upload_shows_a_readable_message(page, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is a text file pretending to be a video\n" * 40)
-    page.locator("#score-video button[aria-label='Clear']").first.click() \
-        if page.locator("#score-video button[aria-label='Clear']").count() else None
+    clear = page.locator("#score-video button[aria-label='Clear']")
+    if clear.count():  # the earlier upload is still in the player
+        clear.first.click()
     upload(page, "score-video", str(bad))
+    page.wait_for_selector("#score-chosen >> text=broken.mp4")
     page.click("#score-button")
-    message = page.get_by_text("not a video file FFmpeg can read").first
-    message.wait_for()
-    page.wait_for_timeout(800)  # let the toast finish fading in
+    page.wait_for_selector("#score-status >> text=not a video file FFmpeg can read")
+    page.wait_for_timeout(6000)  # a toast would have closed by now; the status line stays
+    assert "not a video file" in page.inner_text("#score-status")
     assert page.locator("#score-cards .tf-card").count() == 0  # the old clip's scores are gone
     page.screenshot(path=str(SHOTS / "broken_upload.png"), full_page=False)
     assert "Traceback" not in page.content()
@@ -88,17 +103,20 @@ def test_compare_two_groups_and_see_the_leaderboard(page, face_video, noface_vid
     page.wait_for_selector("#compare-bars .js-plotly-plot .barlayer")
     board = page.inner_text("#compare-board")
     assert "also sharp" in board and "failed" in board
+    assert noface_video.name in page.inner_text("#compare-failed")  # which file, and why
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
 
 def test_train_a_tiny_job_and_promote_it(page, app, face_video):
     url, roots, workdir = app
-    data = tiny_dataset(workdir / "tiny-data", face_video)
+    tiny_dataset(roots["data"] / "browser", face_video, (4, 2, 2))
+    page.reload()  # the dataset list is read when the page loads
+    page.wait_for_selector("#score-button")
     page.get_by_role("tab", name="Train").click()
     page.locator("#train-config input").click()
     page.get_by_role("option", name="tiny").click()
-    page.get_by_label("folder with a manifest").check()
-    page.fill("#train-folder textarea", str(data))
+    page.locator("#train-dataset input").click()
+    page.get_by_role("option", name="folder: browser").click()
     page.fill("#train-epochs input", "2")
     page.fill("#train-batch input", "4")
     page.click("#train-start")
@@ -108,7 +126,9 @@ def test_train_a_tiny_job_and_promote_it(page, app, face_video):
     page.click("#promote-button")
     page.wait_for_selector("#promote-result >> text=Promoted")
     page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
-    assert (roots["checkpoints"] / "ACTIVE").read_text().strip() == "browser-run"
+    active = (roots["checkpoints"] / "ACTIVE").read_text().strip()
+    assert active.startswith("browser-run-")  # a new version, named and timestamped
+    assert (roots["checkpoints"] / "versions" / active / "model.safetensors").is_file()
     page.get_by_role("tab", name="Model").click()
     page.click("#model-refresh")
     page.wait_for_selector("#model-card >> text=browser-run")

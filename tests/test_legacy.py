@@ -93,3 +93,80 @@ def test_unpickling_needs_trust_a_local_file_and_plain_data(tmp_path, capsys):
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="not a readable pickle"):
         read_pickle(tmp_path / "junk.pkl", trust=True)
+
+
+class Huge:
+    """Pickles as `bytearray(6_400_000_000)`: a few dozen bytes that ask for 6.4 GB."""
+
+    def __reduce__(self):
+        return (bytearray, (6_400_000_000,))
+
+
+class HugeArray:
+    def __reduce__(self):
+        return (np.ndarray, ((80_000, 80_000),))
+
+
+class HugeReconstruct:
+    def __reduce__(self):
+        return (np.ndarray.__reduce__(np.zeros(1))[0], (np.ndarray, (80_000, 80_000), "d"))
+
+
+def _inflating_pickle() -> bytes:
+    """A list of 10 000 items, then tuple(list) called 20 000 times through the memo: 200 M
+    items built from a ~100 kB file."""
+    body = bytearray(pickle.PROTO + b"\x02" + pickle.EMPTY_LIST + pickle.BINPUT + b"\x00"
+                     + pickle.MARK + pickle.NONE * 10_000 + pickle.APPENDS)
+    body += pickle.MARK
+    for _ in range(20_000):
+        body += pickle.GLOBAL + b"builtins\ntuple\n" + pickle.BINGET + b"\x00" \
+            + pickle.TUPLE1 + pickle.REDUCE
+    body += pickle.LIST + pickle.STOP
+    return bytes(body)
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda: pickle.dumps([Huge()], protocol=2), "bytearray"),
+    (lambda: pickle.dumps([HugeArray()], protocol=2), "ndarray"),
+    (lambda: pickle.dumps([HugeReconstruct()], protocol=2), "more than the file could hold"),
+    # BINBYTES8 claiming 6.4 GB of data that is not there
+    (lambda: pickle.PROTO + b"\x05" + b"\x8e" + (6_400_000_000).to_bytes(8, "little") + b"xy",
+     "not a readable pickle"),
+    (_inflating_pickle, "more than the file could hold"),
+])
+def test_a_small_pickle_cannot_allocate_gigabytes(tmp_path, make, expected):
+    import time
+    import tracemalloc
+    src = tmp_path / "bomb.pkl"
+    src.write_bytes(make())
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(DatasetError, match=expected) as info:
+            read_pickle(src, trust=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5
+    assert peak < 64 * 1024 ** 2, f"{peak / 1e6:.0f} MB allocated"
+    assert str(src) in str(info.value)
+
+
+def test_the_87_byte_bytearray_pickle_from_the_report_fails_with_a_message(tmp_path, capsys):
+    data = pickle.dumps(Huge(), protocol=2)
+    assert len(data) < 100
+    src = tmp_path / "small.pkl"
+    src.write_bytes(data)
+    assert cli_main(["import-pickle", str(src), "--out", str(tmp_path / "o"), "--trust"]) == 2
+    err = capsys.readouterr().err
+    assert "bytearray" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_numpy_pickles_of_every_protocol_still_import(tmp_path, protocol):
+    items = samples(3)
+    src = tmp_path / "old.pkl"
+    src.write_bytes(pickle.dumps(items, protocol=protocol))
+    loaded = read_pickle(src, trust=True)
+    assert np.array_equal(loaded[1]["visual"], items[1]["visual"])
+    assert loaded[2]["overall"] == items[2]["overall"]

@@ -1,13 +1,18 @@
 """Background training jobs for the app: one at a time, a subprocess per step, cancellable.
 
-A job is a list of steps (optionally generating a dataset with `talkface.synth`, then
-`python -m train ...`), each run as a child process from an argument list (never a shell) in its
-own process group, so cancelling stops its workers too. Output goes to `<run>/job.log`; the
-training loop writes `<run>/metrics.jsonl` per epoch and a checkpoint folder, which the app reads
-while the job runs. The app stays responsive because nothing here blocks the caller.
+A job is a list of steps (optionally generating a dataset with `talkface.synth` and checking it,
+then `python -m train ...` or, where installed, the Optuna search `python -m train.search ...`),
+each run as a child process from an argument list (never a shell) in its own process group, so
+cancelling stops its workers too, and `NICE` levels below the app (`os.nice` in the child), so
+a training job never slows interactive scoring much. Datasets are refused before anything runs
+when their manifest names files outside their folder or their validation or test split is too
+small to mean anything. Output goes to `<run>/job.log`; the training loop writes
+`<run>/metrics.jsonl` per epoch and a checkpoint folder (a search: `trials.jsonl` and
+`best.yaml`), which the app reads while the job runs. Nothing here blocks the caller.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import logging
@@ -19,12 +24,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from ..errors import TalkfaceError
+from .datasets import (BUNDLED, GENERATE, MIN_EVAL_CLIPS, check_manifest, check_split_sizes,
+                       split_sizes)
 
 log = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+NICE = 10  # training steps run this much below interactive scoring
+Step = Union[list, Callable[[], object]]  # a child process's argv, or a check run in the job
 
 
 def configs_dir() -> Path:
@@ -50,16 +59,18 @@ class JobError(TalkfaceError):
 
 @dataclass
 class JobSpec:
-    """What the Train tab asks for. `dataset`: "demo", "generate" (N new clips) or "folder"."""
+    """What the Train tab asks for. `dataset`: a label from `DatasetRegistry.choices()`, or
+    GENERATE (N new clips). `mode`: "train", or "search" (Optuna, `train.search`)."""
 
     config: str
-    dataset: str = "demo"
-    folder: Optional[str] = None
-    n_clips: int = 24
+    dataset: str = BUNDLED
+    n_clips: int = 60
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
     extra: list[str] = field(default_factory=list)  # more `--set key=value` overrides
+    mode: str = "train"
+    trials: int = 8
 
 
 def config_path(name: str) -> Path:
@@ -70,30 +81,53 @@ def config_path(name: str) -> Path:
     return path
 
 
-def dataset_folder(spec: JobSpec, demo_dir: Path) -> Path:
-    folder = demo_dir if spec.dataset == "demo" else Path(spec.folder or "")
-    if not (folder / "manifest.csv").exists():
-        raise JobError(f"{folder}: no manifest.csv there; a training folder needs clips plus a "
-                       f"manifest.csv with a `file` column and one column per task")
-    return folder
+def search_available() -> bool:
+    """Whether `python -m train.search` exists, found without importing `train`."""
+    try:
+        train_dir = configs_dir().parent
+    except JobError:
+        return False
+    return importlib.machinery.PathFinder.find_spec("search", [str(train_dir)]) is not None
 
 
-def build_steps(spec: JobSpec, run_dir: Path, demo_dir: Path,
-                python: str = sys.executable) -> list[tuple[str, list[str]]]:
-    """(name, argv) per step. Overrides become `--set` items validated by the training config."""
-    if spec.dataset not in ("demo", "generate", "folder"):
-        raise JobError(f"unknown dataset choice {spec.dataset!r} (demo, generate or folder)")
-    steps = []
-    if spec.dataset == "generate":
-        if not 4 <= int(spec.n_clips) <= 2000:
-            raise JobError(f"generate between 4 and 2000 clips (asked for {spec.n_clips})")
+def check_dataset(folder: Path, config: str, minimum: int) -> dict[str, int]:
+    """Refuse a dataset whose manifest leaves its folder or whose splits are too small."""
+    frame = check_manifest(folder)
+    sizes = split_sizes(frame, config_path(config))
+    check_split_sizes(sizes, minimum)
+    return sizes
+
+
+def build_steps(spec: JobSpec, run_dir: Path, data: Optional[Path], min_eval: int = MIN_EVAL_CLIPS,
+                python: str = sys.executable) -> list[tuple[str, Step]]:
+    """(name, argv or callable) per step. `data`: the dataset folder (None to generate one into
+    the run folder). Overrides become `--set` items validated by the training config."""
+    if spec.mode not in ("train", "search"):
+        raise JobError(f"unknown mode {spec.mode!r} (train or search)")
+    if spec.mode == "search" and not search_available():
+        raise JobError("hyperparameter search needs `train.search`, which this installation "
+                       "does not have")
+    steps: list[tuple[str, Step]] = []
+    cfg = config_path(spec.config)
+    if data is None:
+        if not 4 * min_eval <= int(spec.n_clips) <= 2000:
+            raise JobError(f"generate between {4 * min_eval} and 2000 clips (asked for "
+                           f"{spec.n_clips}); fewer leave under {min_eval} clips to validate "
+                           f"and test on")
         data = run_dir / "data"
         steps.append(("generate", [python, "-m", "talkface", "synth", "--out", str(data),
                                    "--n", str(int(spec.n_clips))]))
+        steps.append(("check", lambda: check_dataset(data, spec.config, min_eval)))
     else:
-        data = dataset_folder(spec, demo_dir)
-    argv = [python, "-m", "train", "--config", str(config_path(spec.config)), "--data",
-            str(data), "--output_dir", str(run_dir)]
+        check_dataset(data, spec.config, min_eval)
+    if spec.mode == "search":
+        argv = [python, "-m", "train.search", "--config", str(cfg), "--data", str(data),
+                "--trials", str(max(1, int(spec.trials))), "--storage",
+                f"sqlite:///{run_dir / 'study.db'}", "--study", run_dir.name,
+                "--output_dir", str(run_dir)]
+    else:
+        argv = [python, "-m", "train", "--config", str(cfg), "--data", str(data),
+                "--output_dir", str(run_dir)]
     if spec.batch_size:
         argv += ["--batch_size", str(int(spec.batch_size))]
     for key, value in (("train.epochs", spec.epochs), ("train.lr", spec.lr)):
@@ -101,15 +135,26 @@ def build_steps(spec: JobSpec, run_dir: Path, demo_dir: Path,
             argv += ["--set", f"{key}={value}"]
     for item in spec.extra:
         argv += ["--set", item]
-    steps.append(("train", argv))
+    steps.append((spec.mode, argv))
     return steps
 
 
-class TrainingJob:
-    """Runs its steps one after another in a background thread."""
+def lowered(argv: list[str], nice: int, python: str = sys.executable) -> list[str]:
+    """`argv` run at a lower CPU priority: a tiny Python that calls os.nice and then execs it
+    (the niceness is inherited by the step's own workers and threads)."""
+    if nice <= 0:
+        return list(argv)
+    return [python, "-c", "import os, sys; os.nice(int(sys.argv[1])); "
+            "os.execvp(sys.argv[2], sys.argv[2:])", str(int(nice)), *argv]
 
-    def __init__(self, steps: list[tuple[str, list[str]]], run_dir: Path) -> None:
-        self.steps, self.run_dir = steps, Path(run_dir)
+
+class TrainingJob:
+    """Runs its steps one after another in a background thread; child processes run `nice`
+    levels below the app, so interactive scoring keeps the CPU it needs."""
+
+    def __init__(self, steps: list[tuple[str, Step]], run_dir: Path, nice: int = NICE,
+                 mode: str = "train") -> None:
+        self.steps, self.run_dir, self.nice, self.mode = steps, Path(run_dir), nice, mode
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.run_dir / "job.log"
         self.status = "pending"  # pending, running, finished, failed, cancelled
@@ -134,23 +179,17 @@ class TrainingJob:
         return self
 
     def _run(self) -> None:
-        # the installed `train` and `talkface` packages, run from the run folder
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             with open(self.log_path, "a", buffering=1) as out:
-                for name, argv in self.steps:
+                for name, step in self.steps:
                     if self._cancel.is_set():
                         break
-                    out.write(f"$ {' '.join(argv)}\n")
-                    self._proc = subprocess.Popen(argv, cwd=self.run_dir, env=env, stdout=out,
-                                                  stderr=subprocess.STDOUT,
-                                                  stdin=subprocess.DEVNULL,
-                                                  start_new_session=True)
-                    code = self._proc.wait()
+                    code = self._step(name, step, out)
                     if self._cancel.is_set():
                         break
                     if code != 0:
-                        self.status, self.message = "failed", f"step {name!r} exited with {code}"
+                        self.status = "failed"
+                        self.message = self.message or f"step {name!r} exited with {code}"
                         return
             if self._cancel.is_set():
                 self.status, self.message = "cancelled", "cancelled by the user"
@@ -160,6 +199,23 @@ class TrainingJob:
             self.status, self.message = "failed", f"could not run the job: {err}"
         finally:
             self.ended = time.time()
+
+    def _step(self, name: str, step: Step, out) -> int:
+        if callable(step):
+            try:
+                step()
+                return 0
+            except TalkfaceError as err:
+                out.write(f"{name}: {err}\n")
+                self.message = str(err)
+                return 1
+        out.write(f"$ {' '.join(step)}\n")
+        # the installed `train` and `talkface` packages, run from the run folder
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(lowered(step, self.nice), cwd=self.run_dir, env=env,
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        return self._proc.wait()
 
     def cancel(self, grace: float = 5.0) -> None:
         """Stop the running step (its whole process group): SIGTERM, then SIGKILL."""
@@ -190,7 +246,15 @@ class TrainingJob:
         return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
 
     def metrics(self) -> list[dict]:
-        return read_metrics(self.run_dir / "metrics.jsonl")
+        return read_jsonl(self.run_dir / "metrics.jsonl")
+
+    def trials(self) -> list[dict]:
+        """A search's finished trials (`trials.jsonl`: number, value, params, state)."""
+        return read_jsonl(self.run_dir / "trials.jsonl")
+
+    def best_params(self) -> str:
+        best = self.run_dir / "best.yaml"
+        return best.read_text() if best.exists() else ""
 
     def checkpoint(self) -> Optional[Path]:
         """The run's published checkpoint (`<run>/best`), once it exists; the hidden folders of
@@ -201,12 +265,14 @@ class TrainingJob:
 
     def summary(self) -> str:
         took = (self.ended or time.time()) - (self.started or time.time())
-        return f"job {self.name}: {self.status} after {took:.0f} s" + \
+        kind = "search" if self.mode == "search" else "job"
+        return f"{kind} {self.name}: {self.status} after {took:.0f} s" + \
             (f" ({self.message})" if self.message and self.status != "running" else "")
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl -> records; a half-written last line (the job is writing it) is skipped."""
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line -> records; a half-written last line (the job is writing it)
+    is skipped."""
     if not path.exists():
         return []
     records = []
@@ -218,11 +284,17 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-class JobManager:
-    """At most one training job at a time; runs live under `runs_root/<name>`."""
+read_metrics = read_jsonl
 
-    def __init__(self, runs_root: Path, demo_dir: Path = SAMPLES_DIR) -> None:
-        self.runs_root, self.demo_dir = Path(runs_root), Path(demo_dir)
+
+class JobManager:
+    """At most one training job at a time; runs live under `runs_root/<name>`. Datasets are
+    picked by label from `registry` (never by a path a client sends)."""
+
+    def __init__(self, runs_root: Path, registry, min_eval_clips: int = MIN_EVAL_CLIPS,
+                 nice: int = NICE) -> None:
+        self.runs_root, self.registry = Path(runs_root), registry
+        self.min_eval_clips, self.nice = int(min_eval_clips), nice
         self.current: Optional[TrainingJob] = None
         self._lock = threading.Lock()
 
@@ -231,9 +303,11 @@ class JobManager:
             if self.current is not None and self.current.running:
                 raise JobError(f"a training job is already running ({self.current.name}); "
                                f"cancel it or wait for it to finish")
-            run_dir = self.runs_root / time.strftime("app-%Y%m%d-%H%M%S")
-            steps = build_steps(spec, run_dir, self.demo_dir)
-            self.current = TrainingJob(steps, run_dir).start()
+            data = None if spec.dataset == GENERATE else self.registry.resolve(spec.dataset).folder
+            prefix = "search" if spec.mode == "search" else "app"
+            run_dir = self.runs_root / time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+            steps = build_steps(spec, run_dir, data, self.min_eval_clips)
+            self.current = TrainingJob(steps, run_dir, self.nice, spec.mode).start()
             log.info("started %s: %s", run_dir, steps[-1][1])
             return self.current
 
@@ -243,3 +317,9 @@ class JobManager:
             raise JobError("no training job is running")
         job.cancel()
         return job
+
+    def shutdown(self) -> None:
+        """Stop a running job (the app is exiting; nobody could watch or promote it)."""
+        job = self.current
+        if job is not None and job.running:
+            job.cancel(grace=3.0)

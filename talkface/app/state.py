@@ -1,19 +1,25 @@
 """The app's state: one Scorer for the whole app (loaded lazily, swapped on promotion), the
-training job manager, a scratch folder for downloads and the Dataset tab's predictions.
+training job manager, the datasets a client may train on, whether training is allowed at all,
+a scratch folder for downloads and previews, and the Dataset tab's predictions.
 
-The Scorer is safe to share between requests (it keeps no per-call state), so scoring needs no
-lock here; loading and swapping it do.
+The Scorer is safe to share between requests (it keeps no per-call state), so the app's scoring
+workers share it without a lock; loading and swapping it take one.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from .. import checkpoint as ckpt
+from ..errors import TalkfaceError
+from .datasets import MIN_EVAL_CLIPS, DatasetRegistry, Redactor
 from .jobs import SAMPLES_DIR, JobManager
+
+KEEP_REQUESTS = 64  # request folders (downloads, previews) kept in the scratch folder
 
 
 def default_runs_root() -> Path:
@@ -21,21 +27,43 @@ def default_runs_root() -> Path:
     return Path(os.environ.get("TALKFACE_RUNS") or ckpt.checkpoint_root().parent / "runs")
 
 
+class TrainingOff(TalkfaceError):
+    """Training and promotion are switched off on this server."""
+
+
 class AppState:
     def __init__(self, checkpoint: Optional[str] = None, checkpoint_root: Optional[Path] = None,
-                 runs_root: Optional[Path] = None, demo_dir: Path = SAMPLES_DIR) -> None:
+                 runs_root: Optional[Path] = None, demo_dir: Path = SAMPLES_DIR,
+                 data_roots: Iterable[Path] = (), scratch: Optional[Path] = None,
+                 training_off: str = "", min_eval_clips: int = MIN_EVAL_CLIPS,
+                 workers: int = 1) -> None:
         self.checkpoint = checkpoint
         self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
         self.demo_dir = Path(demo_dir)
-        self.jobs = JobManager(Path(runs_root) if runs_root else default_runs_root(), demo_dir)
+        self.runs_root = Path(runs_root) if runs_root else default_runs_root()
+        self.registry = DatasetRegistry(self.demo_dir, self.runs_root / "uploads", data_roots)
+        self.jobs = JobManager(self.runs_root, self.registry, min_eval_clips)
+        self.min_eval_clips = int(min_eval_clips)
+        self.training_off = training_off  # why training is off ("" when it is on)
+        self.workers = max(1, int(workers))
+        self._owns_scratch = scratch is None
+        self.scratch = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="talkface-"))
         self._scorer = None
         self._load_lock = threading.Lock()
-        self._scratch = tempfile.TemporaryDirectory(prefix="talkface-app-")
-        self.predictions: dict[str, dict] = {}  # demo file -> scores, filled by the Dataset tab
+        self.predictions: dict[str, dict] = {}  # demo file -> record, filled by the Dataset tab
+        self.redact = Redactor({"<runs>": self.runs_root, "<bundled>": self.demo_dir,
+                                "<checkpoints>": self.root, "<scratch>": self.scratch,
+                                **{f"<data-root {i + 1}>": r for i, r in
+                                   enumerate(self.registry.data_roots)},
+                                "<talkface>": Path(__file__).resolve().parents[2]})
 
     @property
-    def scratch(self) -> Path:
-        return Path(self._scratch.name)
+    def training_allowed(self) -> bool:
+        return not self.training_off
+
+    def require_training(self) -> None:
+        if self.training_off:
+            raise TrainingOff(self.training_off)
 
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint) if self.checkpoint else ckpt.active_checkpoint(self.root)
@@ -55,6 +83,7 @@ class AppState:
 
     def promote(self, source: Path, name: str) -> Path:
         """Make `source` the active checkpoint under the app's root and reload the scorer."""
+        self.require_training()
         self.root.mkdir(parents=True, exist_ok=True)
         target = ckpt.promote(source, name, root=self.root)
         with self._load_lock:
@@ -62,5 +91,17 @@ class AppState:
         self.predictions.clear()
         return target
 
+    def request_folder(self, keep: int = KEEP_REQUESTS) -> Path:
+        """A fresh folder under the scratch folder for one request's files; the oldest beyond
+        `keep` are removed (Gradio serves its own copy of every file it was handed)."""
+        folders = sorted(self.scratch.glob("r-*"), key=lambda p: p.stat().st_mtime
+                         if p.exists() else 0)
+        for old in folders[:max(0, len(folders) - keep + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix="r-", dir=self.scratch))
+
     def close(self) -> None:
-        self._scratch.cleanup()
+        """Stop a running job and remove the scratch folder (on exit)."""
+        self.jobs.shutdown()
+        if self._owns_scratch or self.scratch.name.startswith("talkface-app-"):
+            shutil.rmtree(self.scratch, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""What the app shows, computed without Gradio: the HTML, tables and files each tab displays.
+"""What the Score, Dataset and Model tabs show, computed without Gradio: HTML, tables, files.
 
 `talkface.app.ui` only lays out components and wires events to these functions (and to
 `talkface.app.state.AppState`), so everything here can be tested without a browser. The HTML
-classes used here are styled by `style.css` beside this file.
+classes used here are styled by `style.css` beside this file. Nothing here puts a server path
+into what a client sees.
 """
 from __future__ import annotations
 
@@ -22,44 +23,113 @@ DEMO_DIR = SAMPLES_DIR
 BAND_COLOURS = {"excellent": "#1a9850", "good": "#66bd63", "fair": "#fdae61", "poor": "#f46d43",
                 "bad": "#d73027", "not judged": "#9e9e9e"}
 CSS_FILE = Path(__file__).with_name("style.css")
+NOT_JUDGED = "not judged"
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+def status_html(text: str, kind: str = "info") -> str:
+    """A status line that stays on the page: kind "info", "busy", "ok" or "error"."""
+    return f'<div class="tf-status tf-status-{kind}" role="status">{html.escape(text)}</div>'
+
+
+def source_line(kind: Optional[str], name: Optional[str]) -> str:
+    if not kind or not name:
+        return "Nothing chosen yet: upload a clip or pick a bundled sample."
+    what = "your upload" if kind == "upload" else "bundled sample"
+    return f"Will score {what} **{name}** (the last one chosen)."
 
 
 # --- Score tab -----------------------------------------------------------------------------------
 
+def trust_line(loaded, pointer: bool = True) -> str:
+    """One line saying what the checkpoint was trained and tested on, from its metadata."""
+    meta, data = loaded.meta, loaded.meta.get("data") or {}
+    name = f"`{loaded.path.name}` ({meta.get('model_name', '?')})"
+    if data.get("validity"):  # a statement written by whoever shipped the checkpoint
+        return f"**Checkpoint {name}:** {data['validity']}"
+    sizes, source = data.get("sizes") or {}, data.get("source")
+    if sizes:
+        where = f" from `{Path(str(source)).name}`" if source else ""
+        labels = data.get("label_version")
+        synthetic = "synth" in f"{labels or ''} {source or ''}".lower()
+        text = (f"trained on {sizes.get('train', '?')} {'synthetic ' if synthetic else ''}"
+                f"clips{where}" + (f" (labels `{labels}`)" if labels else ""))
+    else:
+        text = f"trained on: {data.get('note') or 'not recorded'}"
+    mean, split = (loaded.metrics or {}).get("mean") or {}, data.get("metrics_split", "val")
+    if isinstance(mean, dict) and mean.get("srcc") is not None:
+        text += f"; {split} SRCC {mean['srcc']:.2f} on {mean.get('n', '?')} clips"
+    else:
+        text += "; no held-out metrics recorded"
+    ref = (meta.get("calibration") or {}).get("reference_note")
+    if ref:
+        text += f"; percentiles against {ref}"
+    return (f"**Checkpoint {name}:** {text}. Scores on other kinds of footage are not validated"
+            + (" (see the Model tab)." if pointer else "."))
+
+
+def _percentile_text(score) -> str:
+    if score.percentile is None:
+        return ""
+    return f" &middot; above {score.percentile:.0f}% of reference clips"
+
+
 def score_cards_html(result) -> str:
-    """One card per task: label, score in its range, 1-5 value, a bar and the one-line meaning."""
+    """One card per task: label, score in its range, 1-5 value, a bar and the one-line meaning;
+    "not judged" with the reason where the clip does not allow a verdict. A banner above says
+    when the clip is out of the training distribution."""
     cards = []
     for score in result.tasks.values():
         t = score.task
         colour = BAND_COLOURS.get(score.band, "#888")
-        arrow = "higher is better" if t.higher_is_better else "lower is better"
         label = html.escape(t.label or t.name)
+        extra = _sync_note(result.sync) if t.name == "lip_sync" else ""
         if not score.judged:
             cards.append(
                 f'<div class="tf-card tf-unjudged" style="border-left:6px solid {colour}">'
-                f'<div class="tf-label">{label}</div><div class="tf-value">not judged</div>'
-                f'<div class="tf-meaning">{html.escape(score.reason)}</div></div>')
+                f'<div class="tf-label">{label}</div><div class="tf-value">{NOT_JUDGED}</div>'
+                f'<div class="tf-meaning">{html.escape(score.reason)}</div>{extra}</div>')
             continue
+        arrow = "higher is better" if t.higher_is_better else "lower is better"
+        spread = f" &plusmn; {score.spread:.2f}" if score.spread is not None else ""
         cards.append(
             f'<div class="tf-card" style="border-left:6px solid {colour}">'
             f'<div class="tf-label">{label}</div>'
-            f'<div class="tf-value">{score.value:.2f}<span class="tf-range"> in '
+            f'<div class="tf-value">{score.value:.2f}{spread}<span class="tf-range"> in '
             f'[{t.low:g}, {t.high:g}], {arrow}</span></div>'
-            f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}</div>'
+            f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}'
+            f'{_percentile_text(score)}</div>'
             f'<div class="tf-bar"><div style="width:{100 * score.unit:.0f}%;'
             f'background:{colour}"></div></div>'
-            f'<div class="tf-meaning">{html.escape(t.description)}</div></div>')
-    return f'<div class="tf-cards">{"".join(cards)}</div>'
+            f'<div class="tf-meaning">{html.escape(t.description)}</div>{extra}</div>')
+    banner = ""
+    if result.out_of_distribution:
+        banner = (f'<div class="tf-ood"><b>Out of the training distribution:</b> '
+                  f'{html.escape(result.out_of_distribution)}. These scores are extrapolations; '
+                  f'do not rely on them.</div>')
+    return f'{banner}<div class="tf-cards">{"".join(cards)}</div>'
+
+
+def _sync_note(sync) -> str:
+    if sync is None:
+        return ""
+    kind = "tf-sync-ok" if sync.reliable else "tf-sync-weak"
+    return f'<div class="tf-sync {kind}">{html.escape(sync_line(sync, markdown=False))}</div>'
 
 
 def warnings_markdown(result) -> str:
-    lines = ["**Warnings**", ""] + [f"- {w}" for w in result.warnings] if result.warnings \
-        else ["**No warnings**"]
+    items = list(result.warnings)
+    if result.sync is not None and result.sync.judged and not result.sync.reliable:
+        items.append(f"the audio offset estimate is not reliable (confidence "
+                     f"{result.sync.confidence:.2f}, below {result.sync.reliable_confidence:g}):"
+                     f" the lip-sync verdict rests on weak evidence")
+    lines = ["**Warnings**", ""] + [f"- {w}" for w in items] if items else ["**No warnings**"]
     lines += ["", sync_line(result.sync)]
     return "\n".join(lines)
 
 
-def sync_line(sync) -> str:
+def sync_line(sync, markdown: bool = True) -> str:
     """The offset with its confidence, and plainly when it is not to be trusted."""
     if sync is None:
         return "Audio offset: not estimated."
@@ -68,26 +138,27 @@ def sync_line(sync) -> str:
     text = (f"Estimated audio offset: {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms; "
             f"positive = audio late), confidence {sync.confidence:.2f}")
     if not sync.reliable:
-        return text + f" - **not reliable** (below {sync.reliable_confidence:g})."
+        weak = "**not reliable**" if markdown else "not reliable"
+        return text + f" - {weak} (below {sync.reliable_confidence:g})."
     return text + "."
 
 
 def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:
-    """Most and least attended frames (with a face) as (image, caption) pairs."""
+    """Most and least attended frames (with a face) as (image, short caption) pairs."""
     from ..api import read_frames
     most, least = result.attended_frames(k, True), result.attended_frames(k, False)
     frames = read_frames(path, most + least, result.fps, max_side=192)
-    weights = result.attention["temporal"]
     items = []
     for kind, picked in (("most", most), ("least", least)):
         for i in picked:
             if i in frames:
-                items.append((frames[i], f"{kind} attended: t={i / result.fps:.2f}s, "
-                                         f"w={weights[i]:.3f}"))
+                items.append((frames[i], f"{kind} · {i / result.fps:.2f} s"))
     return items
 
 
 def write_json(result, folder: Path) -> Path:
+    """The app's download: `ScoreResult.to_dict()`, the CLI's `score --json` schema plus the
+    per-frame detail."""
     path = folder / f"{Path(result.file).stem}_talkface.json"
     path.write_text(json.dumps(result.to_dict(), indent=1))
     return path
@@ -98,8 +169,8 @@ def write_json(result, folder: Path) -> Path:
 def demo_manifest(demo_dir: Path = DEMO_DIR) -> pd.DataFrame:
     csv = demo_dir / "manifest.csv"
     if not csv.exists():
-        raise DatasetError(f"no bundled samples: {csv} is missing (generate them with "
-                           f"`python -m talkface synth`)")
+        raise DatasetError("no bundled samples: the app's samples/manifest.csv is missing "
+                           "(generate them with `python -m talkface synth`)")
     return pd.read_csv(csv)
 
 
@@ -110,23 +181,50 @@ def demo_choices(demo_dir: Path = DEMO_DIR) -> list[str]:
         return []
 
 
-def dataset_table(state: AppState, condition: str = "all") -> pd.DataFrame:
-    """Bundled samples with condition and true labels, and predictions where already scored."""
+def _label(task: str) -> str:
+    return task.replace("_", " ")
+
+
+def prediction_record(result) -> dict:
+    """What the Dataset tab keeps per scored sample: scores, bands and why one is missing."""
+    if not result.ok:
+        prefix = f"{Path(result.file).name}: "
+        error = result.error or ""
+        return {"note": error[len(prefix):] if error.startswith(prefix) else error}
+    notes = [f"{_label(n)}: {s.reason}" for n, s in result.tasks.items() if not s.judged]
+    return {"scores": result.scores, "note": "; ".join(notes)}
+
+
+def dataset_table(state, condition: str = "all") -> pd.DataFrame:
+    """Bundled samples with condition and true labels, and predictions where already scored
+    ("not judged" where the clip allows no verdict, and a note saying why)."""
     frame = demo_manifest(state.demo_dir)
     if condition and condition != "all" and "condition" in frame:
         frame = frame[frame["condition"] == condition]
     tasks = [c for c in TASKS if c in frame.columns]
     keep = [c for c in ("file", "condition", "split") if c in frame.columns]
     out = frame[keep].copy()
+    out["file"] = [Path(f).name for f in out["file"]]
+    records = [state.predictions.get(f) for f in frame["file"]]
+    out["note"] = [(r or {}).get("note", "") or "" for r in records]
     for task in tasks:
-        out[f"{task} true"] = frame[task].round(3)
-        out[f"{task} pred"] = [state.predictions.get(f, {}).get(task, np.nan)
-                               for f in frame["file"]]
-        out[f"{task} pred"] = out[f"{task} pred"].astype(float).round(3)
+        out[f"{_label(task)} true"] = [_cell(v) for v in frame[task]]
+        out[f"{_label(task)} pred"] = [_pred_cell(r, task) for r in records]
     return out.reset_index(drop=True)
 
 
-def score_demo(state: AppState, condition: str = "all", progress=None) -> pd.DataFrame:
+def _cell(value) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _pred_cell(record: Optional[dict], task: str) -> str:
+    if record is None or "scores" not in record:
+        return ""
+    value = record["scores"].get(task)
+    return NOT_JUDGED if value is None else f"{value:.3f}"
+
+
+def score_demo(state, condition: str = "all", progress=None) -> pd.DataFrame:
     """Score the (filtered) bundled samples not yet scored, then return the table."""
     frame = demo_manifest(state.demo_dir)
     if condition and condition != "all" and "condition" in frame:
@@ -134,11 +232,11 @@ def score_demo(state: AppState, condition: str = "all", progress=None) -> pd.Dat
     todo = [f for f in frame["file"] if f not in state.predictions]
     paths = [str(state.demo_dir / f) for f in todo]
     for name, result in zip(todo, state.score_many(paths, progress=progress)):
-        state.predictions[name] = result.scores if result.ok else {}
+        state.predictions[name] = prediction_record(result)
     return dataset_table(state, condition)
 
 
-def conditions(state: AppState) -> list[str]:
+def conditions(state) -> list[str]:
     try:
         frame = demo_manifest(state.demo_dir)
     except TalkfaceError:
@@ -147,64 +245,74 @@ def conditions(state: AppState) -> list[str]:
         if "condition" in frame else ["all"]
 
 
-# --- Train and Model tabs ------------------------------------------------------------------------
+# --- Model tab -----------------------------------------------------------------------------------
 
-def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """{"lip_sync": {"srcc": 0.8}} -> {"lip_sync/srcc": 0.8} (numbers only)."""
-    out = {}
-    for key, value in (metrics or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_metrics(value, name + "/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
-
-
-def checkpoint_metrics(folder: Optional[Path]) -> dict:
-    """Validation metrics from a checkpoint's meta.json (without loading its weights)."""
-    meta = Path(folder) / "meta.json" if folder else None
-    if meta is None or not meta.exists():
-        return {}
-    try:
-        return json.loads(meta.read_text()).get("metrics", {}) or {}
-    except (OSError, ValueError):
-        return {}
+def metric_rows(metrics: dict) -> list[tuple[str, str, float, Optional[int]]]:
+    """{task: {metric: value, "n": N}} -> (task, metric, value, N) rows."""
+    rows = []
+    for task, values in (metrics or {}).items():
+        if not isinstance(values, dict):
+            continue
+        n = values.get("n")
+        for name, value in values.items():
+            if name != "n" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append((task, name, float(value), None if n is None else int(n)))
+    return rows
 
 
-def metrics_side_by_side(new: dict, active: dict) -> pd.DataFrame:
-    a, b = flat_metrics(new), flat_metrics(active)
-    keys = list(dict.fromkeys(list(a) + list(b)))
-    return pd.DataFrame({"metric": keys, "this run": [a.get(k, np.nan) for k in keys],
-                         "active checkpoint": [b.get(k, np.nan) for k in keys]}).round(4)
+def metrics_table(metrics: dict) -> str:
+    """One markdown row per task: N, then each metric."""
+    rows = metric_rows(metrics)
+    names = list(dict.fromkeys(name for _, name, _, _ in rows))
+    if not rows:
+        return "(no metrics recorded)"
+    by_task: dict[str, dict] = {}
+    for task, name, value, n in rows:
+        by_task.setdefault(task, {"n": n})[name] = value
+    lines = ["| task | N | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for task, values in by_task.items():
+        cells = " | ".join(f"{values[m]:.4f}" if m in values else "" for m in names)
+        lines.append(f"| {task} | {'' if values['n'] is None else values['n']} | {cells} |")
+    return "\n".join(lines)
 
 
-def model_card_markdown(loaded) -> str:
-    """The model card: tasks, feature spec, training data and metrics of a loaded checkpoint."""
+def _details(summary: str, body: str, open_: bool = False) -> str:
+    return (f"<details{' open' if open_ else ''}><summary>{summary}</summary>\n\n{body}\n\n"
+            f"</details>")
+
+
+def model_card_markdown(loaded, redact=lambda text: text) -> str:
+    """The model card: what the checkpoint is and was trained on, then its tasks, features,
+    data, metrics (with N) and card text, each in a collapsed section."""
     spec, meta = loaded.spec, loaded.meta
     tasks = "\n".join(f"| {t.name} | {t.label} | [{t.low:g}, {t.high:g}] | "
                       f"{'higher' if t.higher_is_better else 'lower'} | {t.description} |"
                       for t in loaded.tasks)
     groups = ", ".join(f"{g} ({b - a})" for g, (a, b) in
                        {**spec.visual_groups, **spec.audio_groups}.items())
-    metrics = metrics_side_by_side(loaded.metrics, {}).drop(columns="active checkpoint")
-    metric_rows = "\n".join(f"| {m} | {v:.4f} |" for m, v in metrics.itertuples(index=False))
+    split = (meta.get("data") or {}).get("metrics_split", "validation")
     return "\n".join([
         f"## Checkpoint `{loaded.path.name}` ({meta.get('model_name')})", "",
-        f"Folder: `{loaded.path}`, talkface {meta.get('talkface_version')}", "",
-        "### Tasks", "", "| task | label | range | better | meaning |", "|---|---|---|---|---|",
-        tasks, "", "### Features", "", f"- {spec.describe()}",
-        f"- groups: {groups}", f"- extractor: `{json.dumps(spec.extractor.meaning())}`", "",
-        "### Training data", "", training_data_lines(meta.get("data", {})), "",
-        f"Command: `{meta.get('command', '')}`", "",
-        f"### Metrics ({meta.get('data', {}).get('metrics_split', 'validation')} split)", "",
-        "| metric | value |", "|---|---|", metric_rows or "| (none recorded) | |", "",
-        "### Card", "", loaded.card])
+        f"talkface {meta.get('talkface_version')} &middot; {trust_line(loaded, False)}", "",
+        _details("Tasks", "| task | label | range | better | meaning |\n|---|---|---|---|---|\n"
+                 + tasks),
+        _details("Features", f"- {spec.describe()}\n- groups: {groups}\n- extractor: "
+                 f"`{json.dumps(spec.extractor.meaning())}`"),
+        _details("Training data", training_data_lines(meta.get("data", {})) + "\n\nCommand: `"
+                 + redact(str(meta.get("command", ""))) + "`"),
+        _details(f"Metrics ({split} split, N clips per task)", metrics_table(loaded.metrics)),
+        _details("Card", redact(loaded.card))])
 
 
 def training_data_lines(data: dict) -> str:
-    """The data description as short bullet lines; nested metric tables are left to the card."""
+    """The data description as short bullet lines; the split map and nested metric tables are
+    left to the card."""
     lines = [f"- {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}"
              for key, value in data.items()
-             if not (isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()))]
+             if key != "split" and not (isinstance(value, dict) and any(
+                 isinstance(v, dict) for v in value.values()))]
+    split = data.get("split") or {}
+    if split:
+        lines.append(f"- split: by {split.get('split_by', '?')} (seed {split.get('seed', '-')}; "
+                     f"{len(split.get('map') or {})} files in the stored map)")
     return "\n".join(lines) or "- (not recorded)"

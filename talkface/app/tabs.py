@@ -1,0 +1,262 @@
+"""The Score, Dataset, Compare and Model tabs: Gradio layout and events only (what they show is
+computed in `views`, `preview`, `talkface.plots` and `talkface.compare`).
+
+Every handler reports failure in its tab's status line (`wiring.guarded`) rather than raising, and
+new input clears the previous results, so a page never shows a stale score beside a new clip
+or a bare "Error" badge. Progress is drawn once, on the status line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from .. import plots
+from ..compare import compare_groups, failures, format_leaderboard
+from ..errors import TalkfaceError
+from . import views
+from .preview import write_preview
+from .state import AppState
+from .views import status_html
+from .wiring import blanks, failure_text, guarded
+
+N_GROUPS = 4
+SOURCES = [("uploaded video", "upload"), ("bundled sample", "sample")]
+
+
+def _trust(state: AppState) -> str:
+    try:
+        return views.trust_line(state.scorer().loaded)
+    except TalkfaceError as err:
+        return f"**No checkpoint could be loaded:** {state.redact(str(err))}"
+
+
+# --- Score ---------------------------------------------------------------------------------------
+
+def chosen_clip(state: AppState, upload, picked, source) -> tuple[str, str, str]:
+    """(path, kind, name) of the clip to score: the source the user chose last. A sample must
+    be one of the bundled ones (a client cannot name any other server file)."""
+    if source is None:
+        if upload and picked:
+            raise TalkfaceError("both an upload and a sample are given; choose which to score")
+        source = "upload" if upload else "sample" if picked else None
+    if source == "upload":
+        if not upload:
+            raise TalkfaceError("no upload to score: upload a video, or switch the source to "
+                                "'bundled sample'")
+        return str(upload), "upload", Path(upload).name
+    if source == "sample":
+        if not picked:
+            raise TalkfaceError("no sample chosen: pick one, or switch the source to "
+                                "'uploaded video'")
+        if picked not in views.demo_choices(state.demo_dir):
+            raise TalkfaceError(f"{picked!r} is not one of the bundled samples")
+        return str(state.demo_dir / picked), "sample", Path(picked).name
+    raise TalkfaceError("Upload a video or pick a bundled sample first.")
+
+
+def score_tab(state: AppState) -> None:
+    trust = gr.Markdown(value=lambda: _trust(state), elem_id="score-trust")
+    with gr.Row():
+        with gr.Column(scale=1):
+            video = gr.Video(label="Video to score", sources=["upload"], elem_id="score-video")
+            sample = gr.Dropdown(choices=views.demo_choices(state.demo_dir), value=None,
+                                 label="...or a bundled sample", elem_id="score-sample")
+            source = gr.Radio(SOURCES, value=None, label="Score this", elem_id="score-source")
+            chosen = gr.Markdown(views.source_line(None, None), elem_id="score-chosen")
+            button = gr.Button("Score", variant="primary", elem_id="score-button")
+        with gr.Column(scale=2):
+            status = gr.HTML(elem_id="score-status")
+            cards = gr.HTML(elem_id="score-cards")
+            notes = gr.Markdown(elem_id="score-warnings")
+            with gr.Row():
+                preview = gr.Video(label="What was scored (scored face boxed)",
+                                   interactive=False, elem_id="score-preview", height=300)
+                download = gr.File(label="Result as JSON", elem_id="score-json",
+                                   elem_classes=["tf-files"])
+    with gr.Row():
+        radar = gr.Plot(label="Radar", elem_id="score-radar")
+        heatmap = gr.Plot(label="Temporal attention", elem_id="score-heatmap")
+    with gr.Row():
+        sync = gr.Plot(label="Lip sync", elem_id="score-sync")
+        cross = gr.Plot(label="Cross-modal attention", elem_id="score-cross")
+    gallery = gr.Gallery(label="Most and least attended frames", columns=6, height=240,
+                         elem_id="score-frames")
+    scored = gr.State(None)  # the clip last scored, for its preview (never set by a client)
+    results = [cards, notes, preview, download, radar, heatmap, sync, cross, gallery]
+    outputs = [status, trust, *results, scored]
+
+    def cleared(message: str, kind: str = "info") -> tuple:
+        return (status_html(message, kind), gr.update(), *[None] * len(results), None)
+
+    def score(upload, picked, which, progress=gr.Progress()):
+        try:
+            path, kind, name = chosen_clip(state, upload, picked, which)
+            yield cleared(f"Scoring {name}...", "busy")
+            result = state.score(path, progress=lambda done, total, what: progress(
+                (done, total), desc="extracting features", unit="frames"))
+            progress(1.0, desc="drawing")
+            folder = state.request_folder()
+            what = "your upload" if kind == "upload" else "bundled sample"
+            yield (status_html(f"Scored {name} ({what}); the preview follows.", "ok"),
+                   _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
+                   None, str(views.write_json(result, folder)), plots.result_radar(result),
+                   plots.attention_heatmap(result), plots.sync_plot(result.sync),
+                   plots.cross_matrix(result), views.thumbnails(result, path), path)
+        except Exception as err:  # the message stays on the page; nothing stale beside it
+            yield cleared(failure_text(err, state.redact, "score"), "error")
+
+    def make_preview(path):
+        if not path:
+            return None
+        try:
+            return str(write_preview(state.score(path), path, state.request_folder()))
+        except Exception as err:  # a preview failing must not hide the scores
+            failure_text(err, state.redact, "preview")
+            return None
+
+    def picked_upload(upload, picked):
+        name = Path(upload).name if upload else None
+        return ("upload" if upload else ("sample" if picked else None),
+                views.source_line("upload" if upload else None, name),
+                *cleared("New clip chosen: press Score." if upload else ""))
+
+    def picked_sample(picked):
+        return ("sample" if picked else None, views.source_line("sample", picked),
+                *cleared("New sample chosen: press Score." if picked else ""))
+
+    def switched(which, upload, picked):
+        name = (Path(upload).name if upload else None) if which == "upload" else picked
+        return (views.source_line(which, name), *cleared(""))
+
+    video.upload(picked_upload, [video, sample], [source, chosen, *outputs], queue=False,
+                 api_visibility="private")
+    video.clear(lambda picked: picked_sample(picked) if picked else
+                (None, views.source_line(None, None), *cleared("")), sample,
+                [source, chosen, *outputs], queue=False, api_visibility="private")
+    sample.input(picked_sample, sample, [source, chosen, *outputs], queue=False,
+                 api_visibility="private")
+    source.input(switched, [source, video, sample], [chosen, *outputs], queue=False,
+                 api_visibility="private")
+    button.click(score, [video, sample, source], outputs, api_name="score",
+                 concurrency_id="scorer", concurrency_limit=state.workers,
+                 show_progress_on=[status]).then(
+        make_preview, scored, preview, concurrency_id="scorer",
+        concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+
+
+# --- Dataset -------------------------------------------------------------------------------------
+
+def dataset_tab(state: AppState) -> None:
+    gr.Markdown("Bundled samples with how they were made (condition) and their true labels. "
+                "**Score samples** adds the model's predictions beside them; *note* says why a "
+                "sample has none.")
+    with gr.Row():
+        condition = gr.Dropdown(choices=views.conditions(state), value="all",
+                                label="Condition", elem_id="dataset-condition")
+        score_button = gr.Button("Score samples", elem_id="dataset-score")
+    status = gr.HTML(elem_id="dataset-status")
+    table = gr.Dataframe(value=lambda: _quiet_table(state), interactive=False, wrap=True,
+                         elem_id="dataset-table", elem_classes=["tf-table"])
+
+    @guarded(state.redact, blanks(2, 0))
+    def show(cond):
+        return "", views.dataset_table(state, cond)
+
+    @guarded(state.redact, blanks(2, 0))
+    def score_all(cond, progress=gr.Progress()):
+        table = views.score_demo(state, cond, progress=lambda done, total, f: progress(
+            (done, total), desc=f))
+        return status_html(f"Scored {len(table)} samples.", "ok"), table
+
+    condition.change(show, condition, [status, table], api_name="dataset")
+    score_button.click(score_all, condition, [status, table], api_name="dataset_score",
+                       concurrency_id="scorer", concurrency_limit=state.workers,
+                       show_progress_on=[status])
+
+
+def _quiet_table(state: AppState):
+    try:
+        return views.dataset_table(state)
+    except TalkfaceError:
+        return None
+
+
+# --- Compare -------------------------------------------------------------------------------------
+
+def compare_tab(state: AppState) -> None:
+    gr.Markdown("Each generator is a named group of clips. Groups left empty are ignored. A clip "
+                "that cannot be scored counts against its generator (as the worst score in the "
+                "ranking and the win rates) and is listed with the reason.")
+    inputs, files = [], []
+    with gr.Row(equal_height=False):
+        for i in range(N_GROUPS):
+            with gr.Column(min_width=240):
+                inputs.append(gr.Textbox(value=f"generator {chr(65 + i)}", label="Name",
+                                         elem_id=f"group-name-{i}"))
+                files.append(gr.File(file_count="multiple", label="Clips",
+                                     elem_id=f"group-files-{i}", elem_classes=["tf-files"]))
+                inputs.append(files[-1])
+    button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+    status = gr.HTML(elem_id="compare-status")
+    board = gr.Dataframe(label="Leaderboard: mean over judged clips [95% bootstrap CI]; ranked "
+                         "with failed clips at the worst score", interactive=False,
+                         elem_id="compare-board", elem_classes=["tf-table"])
+    failed = gr.Dataframe(label="Clips that could not be scored", interactive=False,
+                          elem_id="compare-failed", elem_classes=["tf-table"], wrap=True,
+                          column_widths=["15%", "30%", "55%"])
+    bars = gr.Plot(elem_id="compare-bars")
+    pairs = gr.Dataframe(label="Pairwise win rates (Mann-Whitney U test)", interactive=False,
+                         elem_id="compare-pairs", elem_classes=["tf-table"])
+    csv = gr.File(label="CSV: leaderboard, pairwise win rates, every clip", file_count="multiple",
+                  elem_id="compare-csv", elem_classes=["tf-files"])
+    outputs = [status, board, failed, bars, pairs, csv]
+
+    @guarded(state.redact, blanks(len(outputs)))
+    def compare(*values, progress=gr.Progress()):
+        groups = {}
+        for name, items in zip(values[0::2], values[1::2]):
+            if items:
+                name = (name or "").strip() or f"group {len(groups) + 1}"
+                if name in groups:
+                    raise TalkfaceError(f"two groups are called {name!r}; give each a unique "
+                                        f"name")
+                groups[name] = [f if isinstance(f, str) else f.name for f in items]
+        if not groups:
+            raise TalkfaceError("Add clips to at least one group.")
+        result = compare_groups(state.scorer(), groups, progress=lambda done, total, what:
+                                progress((done, total), desc=what))
+        path = result.to_csv(state.request_folder() / "leaderboard.csv")
+        lost = failures(result)
+        total = len(result.scores)
+        message = f"Compared {total} clips in {len(groups)} groups" + (
+            f"; {len(lost)} could not be scored (listed below)." if len(lost) else ".")
+        return (status_html(message, "error" if len(lost) == total else "ok"),
+                format_leaderboard(result.leaderboard, result.tasks),
+                lost.assign(error=[state.redact(e) for e in lost["error"]]),
+                plots.grouped_bars(result.leaderboard, result.tasks), result.pairwise.round(4),
+                [str(path), str(path.with_name(path.stem + "_pairwise.csv")),
+                 str(path.with_name(path.stem + "_clips.csv"))])
+
+    def changed():
+        return (status_html("Groups changed: press Compare."), *[None] * (len(outputs) - 1))
+
+    for item in files:
+        item.change(changed, None, outputs, queue=False, api_visibility="private")
+    button.click(compare, inputs, outputs, api_name="compare", concurrency_id="scorer",
+                 concurrency_limit=state.workers, show_progress_on=[status])
+
+
+# --- Model ---------------------------------------------------------------------------------------
+
+def model_tab(state: AppState) -> None:
+    card = gr.Markdown(value=lambda: _card(state), elem_id="model-card")
+    refresh = gr.Button("Reload", elem_id="model-refresh")
+    refresh.click(lambda: _card(state), None, card, api_name="model_card")
+
+
+def _card(state: AppState) -> str:
+    try:
+        return views.model_card_markdown(state.scorer().loaded, state.redact)
+    except TalkfaceError as err:
+        return f"*{state.redact(str(err))}*"
