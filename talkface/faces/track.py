@@ -171,16 +171,21 @@ class FaceTracker:
                     b.last = max(b.points, default=-1)
 
 
+MIN_CUTAWAY = 5  # frames without the face before a track may be joined to an earlier one
+
+
 def _join_across_cuts(tracks: list[Track]) -> list[Track]:
     """A talking head cut to a cutaway and back comes back as a new track. Join a track to an
     earlier one that has ended before it starts when the face comes back in about the same place
-    at about the same size (box IoU > 0.5): the same shot framing, most likely the same person
-    (identity consistency shows it where not). Tracks that overlap in time are never joined."""
+    at about the same size (box IoU > 0.5) after a gap of more than `MIN_CUTAWAY` frames: the same
+    shot framing, most likely the same person (identity consistency shows it where not). A direct
+    cut from one face to another (no face-less gap) is two people, never joined; nor are tracks
+    that overlap in time."""
     ordered = sorted(tracks, key=lambda t: min(t.points))
     joined: list[Track] = []
     for track in ordered:
         start = min(track.points)
-        host = next((j for j in joined if j.last < start
+        host = next((j for j in joined if j.last < start - MIN_CUTAWAY
                      and box_iou(j.box(j.last), track.box(start)) > 0.5), None)
         if host is None:
             joined.append(track)

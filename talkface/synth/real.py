@@ -199,7 +199,10 @@ def _audio(audio: Optional[np.ndarray], start: int, n: int, offset: float) -> np
 
 
 def render_source(src: Source, jobs: list[RealJob], out: Path, donors: dict) -> list[dict]:
-    """Render every job of one source (decoded once)."""
+    """Render every job of one source (decoded once). A source whose clips all exist is not
+    rendered again (clips are written atomically), so an interrupted build resumes."""
+    if all((out / job.file).exists() for job in jobs):
+        return [_row(job, src, {**labels.NEUTRAL, **job.params}) for job in jobs]
     frames, audio, scale = _read(src)
     boxes = src.boxes[:len(frames)] * scale
     rows = []
