@@ -1,6 +1,0 @@
-"""`python -m talkface ...`"""
-import sys
-
-from .cli import main
-
-sys.exit(main())

@@ -1,4 +1,0 @@
-"""`python -m talkface.app [--host ...] [--port ...]`"""
-from .ui import main
-
-main()
