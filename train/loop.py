@@ -13,13 +13,14 @@ from `last.pt` after a kill reaches the same weights as one that was never inter
 """
 from __future__ import annotations
 
+
 import json
 import logging
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -65,6 +66,19 @@ def setup_runtime(device: str) -> Runtime:
         torch.cuda.set_device(local)
         return Runtime(rank, world, torch.device("cuda", local))
     return Runtime(rank, world, torch.device("cpu" if device == "auto" else device))
+
+
+@contextmanager
+def cpu_settings(threads: Optional[int]):
+    """`configure_cpu` for the length of a `train()` call, then the process's own settings
+    again (a caller in the same process, e.g. a test or a notebook, keeps IEEE floats)."""
+    before = torch.get_num_threads()
+    configure_cpu(threads)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
 
 
 def configure_cpu(threads: Optional[int]) -> None:
@@ -264,8 +278,13 @@ def train(cfg: Config, data: Optional[TalkfaceData] = None, command: str = "",
         raise ConfigError("output_dir is not set (--output_dir)")
     if data is None and not cfg.data.path:
         raise ConfigError("no data (--data DIR with a manifest.csv)")
+    with cpu_settings(cfg.train.threads):
+        return _train(cfg, data, command, on_epoch)
+
+
+def _train(cfg: Config, data: Optional[TalkfaceData], command: str,
+           on_epoch: Optional[EpochHook]) -> dict:
     rt = setup_runtime(cfg.train.device)
-    configure_cpu(cfg.train.threads)
     out = Path(cfg.output_dir)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
