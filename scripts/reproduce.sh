@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Rebuild the shipped models from scratch (hours on 2 CPU cores). Needs the real-footage pool
+# (third-party footage, not in this repository): REAL=path/to/real-videos bash scripts/reproduce.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REAL=${REAL:?set REAL to the real-footage folder (with manifest.csv)}
+export OMP_NUM_THREADS=1
+# 1. the sync model, on the pool's in-sync talking clips, speakers split (talkface/checkpoints/sync)
+python -m train.sync --real "$REAL" --out runs/sync_v1 --steps 700 --seed 0 --cv 4
+rm -rf talkface/checkpoints/sync && cp -rL runs/sync_v1 talkface/checkpoints/sync
+cp runs/sync_v1-results.json docs/sync-results.json
+# 2. the benchmarks: the puppet, and real footage with generator-like artifacts
+python -m talkface synth --n 600 --size 256 --seed 0 --out data/synth --workers 2
+python -m talkface synth --from-real "$REAL" --out data/real --workers 2 --segments 4 --seed 0
+python - <<'PY'
+from talkface.synth.real import merge_manifests
+merge_manifests(["data/synth", "data/real"], "data/mixed")
+PY
+# 3. the quality model, and the checkpoint users get (talkface/checkpoints/default)
+python -m train --config real --data data/mixed --output_dir runs/real --set data.workers=2
+python -m train.ship --run runs/real --data data/mixed --out talkface/checkpoints/default \
+    --reference "$REAL/generated" --notes docs/card_notes.md \
+    --command "python -m train --config real --data data/mixed --output_dir runs/real"
+# 4. the comparison and the benchmarks reported in docs/results.md
+python -m train.compare --data data/mixed --seeds 3 --improved real --output_dir runs/compare
+python benchmarks/families.py --data data/mixed
+python benchmarks/sync.py --real "$REAL"
+python benchmarks/faces.py --real "$REAL"
