@@ -75,6 +75,12 @@ def test_benchmark_from_real_footage(footage, tmp_path):
     sources = analyse_sources(footage, out / ".sources")
     assert [j.params for j in plan(sources, 3, 1, 1.0, 2)] == \
         [j.params for j in plan(sources, 3, 1, 1.0, 2)]
+    # a lip-sync-only benchmark: only those factors, only recordings with their own speech
+    lip = plan(sources, 3, 2, 1.0, 2, factors=["offset_frames", "mouth_time"])
+    assert {j.condition for j in lip} == {"clean", "offset_frames", "mouth_time"}
+    assert all(j.has_audio for j in lip)
+    with pytest.raises(Exception, match="unknown factors"):
+        plan(sources, 3, 1, 1.0, 2, factors=["sharpen"])
 
 
 def test_an_offset_uses_the_recordings_own_neighbouring_audio():

@@ -47,6 +47,9 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="--from-real: segments per recording (one family each)")
     p.add_argument("--steps", type=int, default=3,
                    help="--from-real: graded versions per family besides the clean one")
+    p.add_argument("--factors", default="", metavar="A,B",
+                   help="--from-real: only these factors (e.g. the lip-sync ones: "
+                        "offset_frames,other_speaker,mouth_time,frozen_lower); default: all")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
             manifest = build_from_real(args.from_real, args.out, seed=args.seed,
                                        segments=args.segments, seconds=args.duration,
                                        steps=args.steps, workers=args.workers,
-                                       progress=not args.no_progress)
+                                       progress=not args.no_progress,
+                                       factors=[f for f in args.factors.split(",") if f])
         except TalkfaceError as err:
             print(f"synth: {err}", file=sys.stderr)
             return 2

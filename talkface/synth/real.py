@@ -140,14 +140,21 @@ def _strength(factor: str, target: float, rng, late: bool) -> float:
 
 
 def plan(sources: list[Source], seed: int, segments: int = 4, seconds: float = 3.0,
-         steps: int = 3) -> list[RealJob]:
+         steps: int = 3, factors: Optional[list[str]] = None) -> list[RealJob]:
     """Families (clean + `steps` graded versions of one factor) for `segments` segments of every
-    source, cycling each source kind through its factors so all are covered evenly."""
+    source, cycling each source kind through its factors so all are covered evenly. `factors`
+    keeps only those (a source kind left with none, e.g. silent footage for lip-sync factors,
+    is not used)."""
     rng = np.random.default_rng(seed)
     length = int(round(seconds * FPS))
     jobs: list[RealJob] = []
-    cycles = {True: iter(np.resize(LIP + VISUAL + TEMPORAL, 10 ** 4)),
-              False: iter(np.resize(VISUAL + TEMPORAL, 10 ** 4))}
+    unknown = sorted(set(factors or ()) - set(LIP + VISUAL + TEMPORAL))
+    if unknown:
+        raise DatasetError(f"unknown factors {unknown}: choose from {LIP + VISUAL + TEMPORAL}")
+    kinds = {True: LIP + VISUAL + TEMPORAL, False: VISUAL + TEMPORAL}
+    kinds = {k: [f for f in v if not factors or f in factors] for k, v in kinds.items()}
+    sources = [s for s in sources if kinds[s.positive]]
+    cycles = {k: iter(np.resize(v, 10 ** 4)) for k, v in kinds.items() if v}
     talkers = {s: [o for o in sources if o.positive and o.split == s]
                for s in ("train", "val", "test")}
     for src in sources:
@@ -281,14 +288,15 @@ def _render_task(args: tuple[str, list[RealJob], Path]) -> list[dict]:
 
 def build_from_real(footage: str | Path, out: str | Path, seed: int = 0, segments: int = 4,
                     seconds: float = 3.0, steps: int = 3, workers: int = 1,
-                    cache: Optional[Path] = None, progress: bool = True) -> Path:
+                    cache: Optional[Path] = None, progress: bool = True,
+                    factors: Optional[list[str]] = None) -> Path:
     """Analyse, plan and render the benchmark; writes `out/manifest.csv` and returns it."""
     from tqdm import tqdm
     out = Path(out)
     sources = analyse_sources(footage, cache or out / ".sources")
     if not sources:
         raise DatasetError(f"{footage}: no usable recording (a face in 90% of frames)")
-    jobs = plan(sources, seed, segments, seconds, steps)
+    jobs = plan(sources, seed, segments, seconds, steps, factors)
     wanted = {j.audio_source for j in jobs if j.audio_source}
     donors = {s.name: media.load_audio(s.path, SAMPLE_RATE, SOURCE_SECONDS)
               for s in sources if s.name in wanted}
