@@ -45,12 +45,15 @@ def family_table(checkpoint: str, data: str, split: str = "test") -> pd.DataFram
     rows = []
     for clip, p in zip(clips, preds):
         row = manifest.loc[clip.file]
-        rows.append({"file": clip.file, "family": row.get("family"),
+        # a family is named within its benchmark folder: merged folders may reuse a name
+        family = row.get("family")
+        rows.append({"file": clip.file, "family": f"{Path(clip.file).parent.parent.name}/"
+                     f"{family}" if isinstance(family, str) and family else None,
                      "condition": row["condition"],
                      "kind": row.get("source_kind", "synthetic") if isinstance(
                          row.get("source_kind"), str) else "synthetic",
                      **{f"{t}_true": row[t] for t in labels.TASKS},
-                     **{f"{t}_pred": p[i] for i, t in enumerate(loaded.task_names)}})
+                     **{f"{t}_pred": p[i] for i, t in enumerate(t.name for t in loaded.tasks)}})
     return pd.DataFrame(rows)
 
 

@@ -12,17 +12,20 @@ cp runs/sync_v1-results.json docs/sync-results.json
 # 2. the benchmarks: the puppet, and real footage with generator-like artifacts
 python -m talkface synth --n 600 --size 256 --seed 0 --out data/synth --workers 2
 python -m talkface synth --from-real "$REAL" --out data/real --workers 2 --segments 4 --seed 0
+python -m talkface synth --from-real "$REAL" --out data/real_lip --workers 2 --segments 3 --seed 1 \
+    --factors offset_frames,other_speaker,mouth_time,frozen_lower
 python - <<'PY'
 from talkface.synth.real import merge_manifests
-merge_manifests(["data/synth", "data/real"], "data/mixed")
+merge_manifests(["data/synth", "data/real", "data/real_lip"], "data/mixed2")
 PY
 # 3. the quality model, and the checkpoint users get (talkface/checkpoints/default)
-python -m train --config real --data data/mixed --output_dir runs/real --set data.workers=2
-python -m train.ship --run runs/real --data data/mixed --out talkface/checkpoints/default \
+python -m train.ensemble --config real --data data/mixed2 --members 3 --output_dir runs/ens
+python -m train.ship --run runs/ens --data data/mixed2 --out talkface/checkpoints/default \
     --reference "$REAL/generated" --notes docs/card_notes.md \
-    --command "python -m train --config real --data data/mixed --output_dir runs/real"
+    --command "python -m train.ensemble --config real --data data/mixed2 --members 3 --output_dir runs/ens"
 # 4. the comparison and the benchmarks reported in docs/results.md
-python -m train.compare --data data/mixed --seeds 3 --improved real --output_dir runs/compare
-python benchmarks/families.py --data data/mixed
+python -m train.compare --data data/mixed2 --seeds 1 --improved real --epochs 8 --output_dir runs/compare
+python benchmarks/families.py --data data/mixed2
+python benchmarks/generators.py --real "$REAL"
 python benchmarks/sync.py --real "$REAL"
 python benchmarks/faces.py --real "$REAL"

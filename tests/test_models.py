@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,7 +225,9 @@ def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor(
         pytest.fail(f"no shipped checkpoint at {SHIPPED}")
     from talkface.features.extract import Extractor
     loaded = load_checkpoint(SHIPPED)
-    assert loaded.meta["model_name"] == "improved"
+    members = loaded.meta["model_config"].get("members")
+    assert loaded.meta["model_name"] == "improved" or (
+        loaded.meta["model_name"] == "ensemble" and {m["name"] for m in members} == {"improved"})
     assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 2 ** 20
     assert "python -m train" in loaded.meta["command"]
     loaded.spec.check_compatible(Extractor(loaded.spec.extractor).spec, "checkpoint",
@@ -255,6 +258,50 @@ def test_shipped_checkpoint_reproduces_stored_scores():
     assert actual["03_blur.mp4"]["visual_quality"] < clean["visual_quality"]
     assert actual["05_crf.mp4"]["visual_quality"] < clean["visual_quality"]
     assert actual["06_no_audio.mp4"]["lip_sync"] is None
+
+
+def _variants(tmp_path) -> dict:
+    """The speaking fixture clip as it is, with its audio 8 frames late, and blurred."""
+    import cv2
+
+    from talkface import media
+    from talkface.api import load_scorer
+    clip = media.load_clip(FIXTURES / "00_clean.mp4")
+    shift = 8 * 16000 // 25  # 8 frames late, from silence before the clip
+    late = np.concatenate([np.zeros(shift, np.float32), clip.audio[:-shift]])
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.5) for f in clip.frames])
+    scorer = load_scorer(SHIPPED, cache=False)
+    scores = {}
+    for name, frames, audio in (("same", clip.frames, clip.audio), ("late", clip.frames, late),
+                                ("blur", blurred, clip.audio)):
+        path = tmp_path / f"{name}.mp4"
+        media.write_video(path, frames, 25, audio, crf=18)
+        scores[name] = scorer.score(path)
+    return scores
+
+
+@pytest.mark.slow
+def test_shifting_the_audio_does_not_move_visual_or_temporal_quality(tmp_path):
+    """Issue 10's cross-talk bound: an audio offset alone moves visual and temporal quality by
+    < 0.03 (they never see the audio), while the offset is found and the overall score drops
+    (the test can fail). On this puppet the lip_sync score itself barely moves (the sync
+    model's confidence on puppet mouths is below its reliability threshold): docs/results.md."""
+    r = _variants(tmp_path)
+    s = {name: result.scores for name, result in r.items()}
+    for task in ("visual_quality", "temporal_quality"):
+        assert abs(s["late"][task] - s["same"][task]) < 0.03, (task, s["same"], s["late"])
+    assert 6 <= r["late"].sync.offset_frames <= 10  # the shift itself is seen
+    assert s["late"]["overall"] < s["same"]["overall"]
+    assert s["blur"]["visual_quality"] < s["same"]["visual_quality"] - 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known shortfall, measured: a blur of sigma 2.5 moves "
+                   "the shipped checkpoint's lip_sync by about 0.13 on this fixture (issue 10 "
+                   "asks < 0.03); see docs/results.md. Passing means it is fixed: drop this mark")
+def test_blurring_the_picture_does_not_move_lip_sync(tmp_path):
+    s = {name: result.scores for name, result in _variants(tmp_path).items()}
+    assert abs(s["blur"]["lip_sync"] - s["same"]["lip_sync"]) < 0.03, (s["same"], s["blur"])
 
 
 if __name__ == "__main__" and "--write-expected" in sys.argv:

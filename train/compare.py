@@ -41,7 +41,9 @@ def baseline_metrics(data: TalkfaceData) -> tuple[Optional[dict], str]:
         return None, f"no-learning baseline skipped: {type(err).__name__}: {err}"
     targets = np.stack([c.targets for c in clips])
     preds = {t: np.array([s.get(t, np.nan) for s in scores], float) for t in names}
-    usable = [t for t in names if np.isfinite(preds[t]).all()]
+    # a clip the baseline cannot judge for a task (no speech, no face...) is left out of that
+    # task, as the model's own metrics leave out what it does not judge (`n` says how many)
+    usable = [t for t in names if np.isfinite(preds[t]).any()]
     return task_metrics({t: preds[t] for t in usable},
                         {t: targets[:, names.index(t)] for t in usable}), ""
 

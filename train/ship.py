@@ -37,11 +37,16 @@ def metrics_table(model: dict, baseline: dict | None, tasks: list[str]) -> str:
 GROUPS = ("speaker", "face_identity", "face", "voice", "source", "generator")
 
 
+def _plural(noun: str) -> str:
+    return noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+
+
 def data_description(manifest: pd.DataFrame, split: dict) -> str:
     """What the data was, from the manifest: clips, how many of each group, labels, split."""
-    groups = ", ".join(f"{manifest[c].nunique()} {c.replace('_', ' ')}s" for c in GROUPS
+    groups = ", ".join(f"{manifest[c].nunique()} {_plural(c.replace('_', ' '))}" for c in GROUPS
                        if c in manifest.columns)
-    labels = f"labels `{manifest['label_version'].iloc[0]}`" \
+    labels = "labels " + ", ".join(f"`{v}` ({n} clips)" for v, n in
+                                   manifest["label_version"].value_counts().items()) \
         if "label_version" in manifest.columns else "labels as given in the manifest"
     kinds = ""
     if "source_kind" in manifest.columns:
