@@ -90,6 +90,26 @@ Baseline: `talkface.baselines.baseline_scores` (hand-set signal measures, no lea
 {notes}""".rstrip() + "\n"
 
 
+def validity(manifest: pd.DataFrame, loaded, test: dict, calibration: dict | None) -> str:
+    """The one line the app shows above every score: what the checkpoint saw and how far its
+    test numbers go."""
+    split = (loaded.meta.get("data") or {}).get("split", {}).get("map") or {}
+    train = manifest[manifest["file"].astype(str).map(split).eq("train")] if split else manifest
+    kinds = train["source_kind"].fillna("synthetic") if "source_kind" in train.columns else \
+        pd.Series(["synthetic"] * len(train))
+    real = int((kinds == "real").sum())
+    speakers = train.loc[kinds == "real", "speaker"].nunique() if "speaker" in train else 0
+    seen = (f"{real} clips of {speakers} real speakers and {len(train) - real} puppet clips"
+            if real else f"{len(train)} synthetic puppet clips")
+    mean = test.get("mean") or {}
+    text = (f"trained on {seen}, with known degradations as labels (not human opinions); "
+            f"test SRCC {mean.get('srcc', float('nan')):.2f} on {mean.get('n', '?')} clips of "
+            f"unseen speakers and faces")
+    if calibration and calibration.get("reference_note"):
+        text += f"; percentiles against {calibration['reference_note']}"
+    return text + ". Scores on other kinds of footage are not validated (see the Model tab)."
+
+
 def fit_calibration(loaded, data, reference: list[str]) -> dict:
     """The calibration a shipped checkpoint carries (`talkface.calibration`): the monotone map
     fitted on the validation split, the reference percentiles (the dataset's val and test clips
@@ -161,7 +181,8 @@ def main(argv=None) -> int:
                           "val_metrics": result["val"], "baseline_test_metrics": base,
                           "baseline_note": note or None,
                           "label_version": ",".join(sorted(set(manifest.get(
-                              "label_version", pd.Series([""])).dropna().astype(str))))},
+                              "label_version", pd.Series([""])).dropna().astype(str)))),
+                          "validity": validity(manifest, loaded, test, calibration)},
                     command=args.command, card=card, shipping=True, calibration=calibration)
     print(card)
     return 0
