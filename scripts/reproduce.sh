@@ -24,8 +24,8 @@ python -m train.ship --run runs/ens --data data/mixed2 --out talkface/checkpoint
     --reference "$REAL/generated" --notes docs/card_notes.md \
     --command "python -m train.ensemble --config real --data data/mixed2 --members 3 --output_dir runs/ens"
 # 4. the comparison and the benchmarks reported in docs/results.md
-python -m train.compare --data data/mixed2 --seeds 1 --improved real --epochs 8 --output_dir runs/compare
 python benchmarks/families.py --data data/mixed2
 python benchmarks/generators.py --real "$REAL"
 python benchmarks/sync.py --real "$REAL"
 python benchmarks/faces.py --real "$REAL"
+python benchmarks/score.py --video "$REAL/real/MimicTalk__data__raw__examples__Trump_10s.mp4" --long

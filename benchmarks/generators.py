@@ -1,0 +1,98 @@
+"""Score every generator output of a footage folder and summarise per generator.
+
+    python benchmarks/generators.py --real ../shared/real-videos [--checkpoint DIR]
+        [--kinds generated talking_with_audio] [--out artifacts/generators.csv]
+
+Reads the footage `manifest.csv` (file, kind, repo, ...), scores the clips of the given kinds with
+the checkpoint (the users' path: `Scorer.score_many`), and prints per generator (the source
+repository; real recordings as one group for reference) the median and range of every task, the
+share of clips flagged out of distribution or not judged, and the best- and worst-scored clip per
+task, to look at in the app. The per-clip table goes to `--out`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from talkface.api import load_scorer  # noqa: E402
+
+
+def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
+    footage = pd.read_csv(real / "manifest.csv")
+    footage = footage[footage["kind"].isin(kinds)].reset_index(drop=True)
+    scorer = load_scorer(checkpoint)
+    files = [str(real / f) for f in footage["file"]]
+    results = scorer.score_many(files, progress=lambda done, total, name: print(
+        f"\r{done}/{total}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    rows = []
+    for (_, row), result in zip(footage.iterrows(), results):
+        group = row["repo"] if row["kind"] == "generated" else "real recordings"
+        out = {"file": row["file"], "group": group, "kind": row["kind"],
+               "error": getattr(result, "error", None)}
+        if out["error"] is None:
+            out.update({t: s for t, s in result.scores.items()})
+            out["ood"] = bool(result.out_of_distribution)
+            out["sync_reliable"] = bool(result.sync is not None and result.sync.reliable)
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    rows = []
+    for group, g in table.groupby("group"):
+        row = {"group": group, "clips": len(g), "failed": int(g["error"].notna().sum()),
+               "ood": int(g.get("ood", pd.Series(dtype=bool)).fillna(False).sum())}
+        for t in tasks:
+            v = pd.to_numeric(g[t], errors="coerce").dropna()
+            row[t] = (f"{v.median():.2f} [{v.min():.2f}, {v.max():.2f}]" if len(v) else
+                      "not judged")
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("clips", ascending=False)
+
+
+def extremes(table: pd.DataFrame, tasks: list[str]) -> list[str]:
+    lines = []
+    for t in tasks:
+        v = table.dropna(subset=[t])
+        v = v[v["kind"] == "generated"]
+        if len(v):
+            best, worst = v.loc[v[t].idxmax()], v.loc[v[t].idxmin()]
+            lines.append(f"{t}: best {best['file']} ({best[t]:.2f}), worst {worst['file']} "
+                         f"({worst[t]:.2f})")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--real", required=True, type=Path, help="footage folder with manifest.csv")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the active one)")
+    p.add_argument("--kinds", nargs="+", default=["generated", "talking_with_audio"])
+    p.add_argument("--out", type=Path, default=Path("artifacts/generators.csv"))
+    args = p.parse_args(argv)
+    table = score_table(args.real, args.kinds, args.checkpoint)
+    tasks = [c for c in ("lip_sync", "visual_quality", "temporal_quality", "overall")
+             if c in table.columns]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(summary(table, tasks).to_string(index=False))
+    print()
+    print("\n".join(extremes(table, tasks)))
+    scored = table[table["error"].isna()]
+    gen, real = scored[scored["kind"] == "generated"], scored[scored["kind"] != "generated"]
+    if len(gen) and len(real):
+        print("\nmedian, generated vs real recordings: " + ", ".join(
+            f"{t} {np.nanmedian(pd.to_numeric(gen[t])):.2f} vs "
+            f"{np.nanmedian(pd.to_numeric(real[t])):.2f}" for t in tasks))
+    print(f"per clip: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
