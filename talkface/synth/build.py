@@ -265,11 +265,12 @@ def _render_in_worker(args: tuple[ClipJob, Path]) -> dict:
     return render_job(*args, _PROCESS["renderer"])
 
 
-def write_manifest(rows: list[dict], path: Path) -> None:
-    """manifest.csv, rows sorted by file, written atomically."""
+def write_manifest(rows: list[dict], path: Path, columns: Optional[list[str]] = None) -> None:
+    """manifest.csv, rows sorted by file, written atomically; `columns` default to the puppet
+    benchmark's (the real-footage benchmark passes its own)."""
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=columns or COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["file"]):
             writer.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v)

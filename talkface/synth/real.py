@@ -25,7 +25,6 @@ holds out the same people. Same folder, seed and arguments: same plan, same clip
 """
 from __future__ import annotations
 
-import csv
 import logging
 import multiprocessing as mp
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from .. import media
 from ..constants import FPS, HOP, SAMPLE_RATE
 from ..errors import DatasetError
 from . import degrade, labels
+from .build import write_manifest
 from .footage import read_footage, speaker_split
 
 log = logging.getLogger(__name__)
@@ -317,19 +317,8 @@ def build_from_real(footage: str | Path, out: str | Path, seed: int = 0, segment
                     rows += part
                     bar.update(len(part))
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(rows, out / "manifest.csv")
+    write_manifest(rows, out / "manifest.csv", COLUMNS)
     return out / "manifest.csv"
-
-
-def write_manifest(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["file"]):
-            writer.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v)
-                             for k, v in row.items()})
-    tmp.replace(path)
 
 
 def merge_manifests(folders: list[str | Path], out: str | Path) -> Path:
