@@ -2,7 +2,7 @@
 
 media -> features -> FeatureSpec -> model -> checkpoint -> Scorer -> app / CLI.
 """
-__version__ = "0.2.0"
+from .version import __version__  # noqa: F401  (talkface.__version__)
 
 
 def __getattr__(name: str):

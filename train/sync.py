@@ -16,7 +16,7 @@
    rotation, mirror, noise), crops (shift, mirror, contrast, noise) and audio (gain, coloured
    noise at 0-25 dB SNR, frequency masks).
 4. It is evaluated on the held-out speakers (`train.sync_eval`) and written as a sync checkpoint
-   folder with a card (`talkface.sync.model.save_sync_model`). `--cv K` also runs a K-fold
+   folder with a card (`talkface.checkpoint.save_checkpoint`, kind "sync"). `--cv K` also runs a K-fold
    cross-validation over speakers, every clip held out once (a 9-speaker test split is small).
 
 Recipe and ablations: docs/sync.md. One thread trains it in about 4 minutes.
@@ -24,12 +24,10 @@ Recipe and ablations: docs/sync.md. One thread trains it in about 4 minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -38,16 +36,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from talkface.cache import file_hash
 from talkface.errors import TalkfaceError
-from talkface.features.extract import Extractor
-from talkface.sync.frontend import (MEL_PER_FRAME, MEL_WINDOW, WINDOW, crop_input, lip_input,
-                                    mel_power, normalise_mel, window_valid)
-from talkface.sync.model import SyncNet, SyncOptions, save_sync_model
-from talkface.synth.footage import read_footage, speaker_split
+from talkface.sync.frontend import MEL_PER_FRAME, MEL_WINDOW, WINDOW, normalise_mel
+from talkface.sync.model import SyncNet, SyncOptions
+
+from .sync_data import MAX_OFFSET, SyncClip, load_pool
+from .sync_eval import (cross_pairs, embed, evaluate_baseline, evaluate_split, figures,
+                        shifted_curves, write_report)
 
 log = logging.getLogger(__name__)
-MAX_OFFSET = 15
 
 
 class SyncTrainConfig(BaseModel):
@@ -61,62 +58,6 @@ class SyncTrainConfig(BaseModel):
     freq_mask: int = Field(8, ge=0)
     noise_probability: float = Field(0.5, ge=0, le=1)
     seed: int = 0
-
-
-# ---- inputs -----------------------------------------------------------------------------------
-
-@dataclass
-class SyncClip:
-    """One clip's sync inputs, prepared for the model."""
-
-    name: str
-    speaker: str
-    lips: np.ndarray  # (T, 160)
-    crops: np.ndarray  # (T, 24, 48)
-    mel: np.ndarray  # (n_mels, 4T + 1) mel power
-    valid: np.ndarray  # (T,)
-    wvalid: np.ndarray  # (T - 4,)
-    mouth_gap: np.ndarray  # (T,) for the correlation baseline
-    audio: np.ndarray
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.valid)
-
-
-def extract_inputs(paths: list[str], cache: Path) -> dict[str, Path]:
-    """Lip points, mouth crops, validity and audio of each clip's scored face, cached by the
-    file's content hash."""
-    extractor = Extractor(identity_frames=0)
-    cache.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for i, path in enumerate(paths):
-        target = cache / f"{file_hash(path)}.npz"
-        if not target.exists():
-            try:
-                _, visual, audio = extractor.analyse(path)
-            except TalkfaceError as err:
-                log.warning("skipped %s", err)
-                continue
-            np.savez_compressed(target.with_suffix(".part.npz"), lips=visual.lips,
-                                mouths=visual.mouths, valid=visual.valid,
-                                audio=audio if audio is not None else np.zeros(0, np.float32))
-            target.with_suffix(".part.npz").replace(target)
-            log.info("[%d/%d] %s: face in %.0f%% of %d frames", i + 1, len(paths), Path(path).name,
-                     100 * visual.valid.mean(), len(visual.valid))
-        out[path] = target
-    return out
-
-
-def prepare(name: str, speaker: str, npz: Path, opts: SyncOptions) -> Optional[SyncClip]:
-    from talkface.sync.speaker import lip_gap
-    with np.load(npz) as z:
-        lips, mouths, valid, audio = z["lips"], z["mouths"], z["valid"].astype(bool), z["audio"]
-    if audio.size == 0 or window_valid(valid).sum() < 2 * MAX_OFFSET:
-        return None
-    return SyncClip(name, speaker, lip_input(lips, valid), crop_input(mouths, valid),
-                    mel_power(audio, len(valid), opts.n_mels), valid, window_valid(valid),
-                    np.where(valid, lip_gap(np.nan_to_num(lips)), np.nan), audio)
 
 
 # ---- batches and augmentation -----------------------------------------------------------------
@@ -252,7 +193,6 @@ def realign(model: SyncNet, clips: list[SyncClip], limit: int = 3) -> tuple[list
     re-encoded), which blurs what the model learns as "in sync". Each clip's audio is moved to
     the offset the model finds for it when that offset is within +-`limit` frames (beyond that
     the model, not the source, is more likely wrong). Returns (clips, {name: offset})."""
-    from .sync_eval import embed, shifted_curves
     out, moved = [], {}
     for clip in clips:
         curve = shifted_curves(embed(model, clip), clip.wvalid, 0)
@@ -284,20 +224,43 @@ def train_with_realignment(clips: list[SyncClip], cfg: SyncTrainConfig,
 
 # ---- the command ------------------------------------------------------------------------------
 
-def load_pool(real: Path, cache: Path, opts: SyncOptions, kinds=("talking_with_audio",)):
-    """(footage table, {name: SyncClip} for the clips of `kinds`, speaker -> split over the
-    whole folder)."""
-    table = read_footage(real)
-    split = speaker_split(table)
-    table = table[table["kind"].isin(kinds)].reset_index(drop=True)
-    inputs = extract_inputs(list(table["path"]), cache)
-    clips = {}
-    for row in table.itertuples():
-        if row.path in inputs:
-            clip = prepare(row.name, row.speaker, inputs[row.path], opts)
-            if clip is not None:
-                clips[row.name] = clip
-    return table, clips, split
+def cross_validate(clips: list[SyncClip], cfg, opts, folds: int, rounds: int = 0) -> dict:
+    """K-fold over speakers: every clip held out once; figures pooled over the folds.
+    `rounds`: self-training alignment rounds within each fold (`train.sync.realign`)."""
+    speakers = sorted({c.speaker for c in clips})
+    order = np.random.default_rng(123).permutation(len(speakers))
+    fold = {speakers[i]: n % folds for n, i in enumerate(order)}
+    held, dists, models = [], [], []
+    for k in range(folds):
+        fold_cfg = cfg.model_copy(update={"seed": cfg.seed + k})
+        train = [c for c in clips if fold[c.speaker] != k]
+        model = train_with_realignment(train, fold_cfg, opts, rounds)[0] if rounds else \
+            train_sync(train, fold_cfg, opts)
+        models.append(model)
+        for c in clips:
+            if fold[c.speaker] == k:
+                held.append(c)
+                dists.append((embed(model, c), model))
+
+    def curves_of(i, k, context):
+        return shifted_curves(dists[i][0], held[i].wvalid, k, context)
+
+    cross = []
+    for i, j in cross_pairs(held):
+        model = dists[i][1]
+        o = model.options
+        with torch.inference_mode():
+            v = model.embed_video(torch.from_numpy(held[i].lips.T[None]) if o.lips else None,
+                                  torch.from_numpy(held[i].crops[None]) if o.crops else None)[0].T
+            au = model.embed_audio(torch.from_numpy(normalise_mel(held[j].mel)[None]))[0].T
+        s = min(len(v), len(au))
+        cv = shifted_curves(np.sqrt(np.maximum(2 - 2 * v[:s].numpy() @ au[:s].numpy().T, 0)),
+                            held[i].wvalid[:s], 0)
+        if len(cv):
+            cross.append((i, j, cv[0]))
+    return {"folds": folds, "model": figures(curves_of, held, cross),
+            "baseline": evaluate_baseline(held),
+            "train_seconds": float(np.mean([m.train_seconds for m in models]))}
 
 
 def main(argv=None) -> int:
@@ -314,7 +277,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
-    from .sync_eval import evaluate_split, write_report
     cfg = SyncTrainConfig(steps=args.steps, seed=args.seed)
     opts = SyncOptions(crops=not args.lips_only)
     cache = args.cache or args.out.with_name(args.out.name + "-inputs")
@@ -334,7 +296,6 @@ def main(argv=None) -> int:
         held = [c for n, c in clips.items() if side[n] == name and n in positives]
         report[name] = evaluate_split(model, held)
     if args.cv:
-        from .sync_eval import cross_validate
         report["cv"] = cross_validate([c for n, c in clips.items() if n in positives], cfg, opts,
                                       args.cv)
     write_report(model, report, table, clips, args, cache)

@@ -24,7 +24,7 @@ from talkface.measures import highpass, loudness_db
 from talkface.sync.correlation import correlation_curve
 from talkface.sync.frontend import normalise_mel
 
-from .sync import MAX_OFFSET, SyncClip, train_sync
+from .sync_data import MAX_OFFSET, SyncClip
 
 OFFSETS = np.arange(-MAX_OFFSET, MAX_OFFSET + 1)
 CONTEXTS = (5, 7, 9, 11, 15)
@@ -70,7 +70,7 @@ def auc(positive, negative) -> float:
     return float((p[:, None] > n[None]).mean() + 0.5 * (p[:, None] == n[None]).mean())
 
 
-def _figures(curves_of, clips: list[SyncClip], cross) -> dict:
+def figures(curves_of, clips: list[SyncClip], cross) -> dict:
     """curves_of(i, k, context) -> curves; cross: [(i, j, curve)] other-speaker curves."""
     err = {c: [] for c in (None, *CONTEXTS)}
     rel = {c: [] for c in (None, *CONTEXTS)}
@@ -152,7 +152,7 @@ def evaluate_model(model, clips: list[SyncClip]) -> dict:
         cv = shifted_curves(d, a.wvalid[:s], 0)
         if len(cv):
             cross.append((i, j, cv[0]))
-    return _figures(curves_of, clips, cross)
+    return figures(curves_of, clips, cross)
 
 
 def evaluate_baseline(clips: list[SyncClip]) -> dict:
@@ -183,7 +183,7 @@ def evaluate_baseline(clips: list[SyncClip]) -> dict:
         n = min(clips[i].n_frames, clips[j].n_frames)
         cross.append((i, j, curve(clips[i].mouth_gap[:n], levels[j][:n], clips[i].valid[:n], 0,
                                   None)[0]))
-    return _figures(curves_of, clips, cross)
+    return figures(curves_of, clips, cross)
 
 
 WINDOW_PAD = 4  # a context of c windows spans c + 4 frames
@@ -209,46 +209,6 @@ def evaluate_split(model, clips: list[SyncClip]) -> dict:
             "ms_per_10s": timing(model, max(clips, key=lambda c: c.n_frames))}
 
 
-def cross_validate(clips: list[SyncClip], cfg, opts, folds: int, rounds: int = 0) -> dict:
-    """K-fold over speakers: every clip held out once; figures pooled over the folds.
-    `rounds`: self-training alignment rounds within each fold (`train.sync.realign`)."""
-    from .sync import train_with_realignment
-    speakers = sorted({c.speaker for c in clips})
-    order = np.random.default_rng(123).permutation(len(speakers))
-    fold = {speakers[i]: n % folds for n, i in enumerate(order)}
-    held, dists, models = [], [], []
-    for k in range(folds):
-        fold_cfg = cfg.model_copy(update={"seed": cfg.seed + k})
-        train = [c for c in clips if fold[c.speaker] != k]
-        model = train_with_realignment(train, fold_cfg, opts, rounds)[0] if rounds else \
-            train_sync(train, fold_cfg, opts)
-        models.append(model)
-        for c in clips:
-            if fold[c.speaker] == k:
-                held.append(c)
-                dists.append((embed(model, c), model))
-
-    def curves_of(i, k, context):
-        return shifted_curves(dists[i][0], held[i].wvalid, k, context)
-
-    cross = []
-    for i, j in cross_pairs(held):
-        model = dists[i][1]
-        o = model.options
-        with torch.inference_mode():
-            v = model.embed_video(torch.from_numpy(held[i].lips.T[None]) if o.lips else None,
-                                  torch.from_numpy(held[i].crops[None]) if o.crops else None)[0].T
-            au = model.embed_audio(torch.from_numpy(normalise_mel(held[j].mel)[None]))[0].T
-        s = min(len(v), len(au))
-        cv = shifted_curves(np.sqrt(np.maximum(2 - 2 * v[:s].numpy() @ au[:s].numpy().T, 0)),
-                            held[i].wvalid[:s], 0)
-        if len(cv):
-            cross.append((i, j, cv[0]))
-    return {"folds": folds, "model": _figures(curves_of, held, cross),
-            "baseline": evaluate_baseline(held),
-            "train_seconds": float(np.mean([m.train_seconds for m in models]))}
-
-
 SUMMARY = ("whole_exact", "whole_within_1", "whole_relative_within_1", "ctx5_within_1",
            "ctx15_within_1", "auc_other_speaker", "auc_shifted_score0",
            "confidence_sync_median", "confidence_other_median")
@@ -267,7 +227,7 @@ def summary_table(report: dict) -> str:
 
 def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
     """The sync checkpoint (weights, meta with the split, card) and results.json beside it."""
-    from talkface.sync.model import save_sync_model
+    from talkface.checkpoint import save_checkpoint
     held = [c for c in report["split"].values()]
     sizes = {s: held.count(s) for s in ("train", "val", "test")}
     speakers = {s: len({clips[n].speaker for n, side in report["split"].items() if side == s})
@@ -283,8 +243,8 @@ def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
             "reliable_confidence": round(reliable, 4),
             "train_seconds": round(report["train_seconds"], 1)}
     card = sync_card(meta, report, table)
-    save_sync_model(args.out, model, meta, card,
-                    shipping="talkface/checkpoints" in str(args.out.resolve()))
+    save_checkpoint(args.out, model, model.options.model_dump(), card=card, kind="sync",
+                    shipping="talkface/checkpoints" in str(args.out.resolve()), **meta)
     results = args.out.with_name(args.out.name + "-results.json")
     results.write_text(json.dumps(report, indent=1, default=float))
     print(card)
@@ -298,7 +258,7 @@ def _argv(args) -> list[str]:
 
 
 def sync_card(meta: dict, report: dict, table) -> str:
-    d = meta["data"]
+    d = meta["data"]  # the fields this module is about to save (a plain dict)
     excluded = sorted(set(table.loc[~table["positive"], "name"]) & set(d["split"]))
     return f"""# talkface sync model
 

@@ -18,15 +18,15 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..registry import Registry
-
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
+from .image_stats import Box, CropStats
 
 
 @dataclass
 class FrameResult:
-    """What a per-frame backend saw in one frame. `values` is None when no face was found;
-    `eyes` are the (right, left) eye centres and `iod` the inter-ocular distance in pixels, used
-    to cut the canonical crops."""
+    """What a per-frame backend saw in one frame: `values` (the backend's own columns, without the
+    crop statistics) or None when no face was found, the scored face's box and its mouth's box
+    in frame pixels (the crop statistics are cut from these), and how many faces the frame
+    held."""
 
     values: Optional[np.ndarray]
     face_box: Optional[Box] = None
@@ -99,12 +99,10 @@ def register_backend(name: str):
 
 
 def list_backends() -> list[str]:
-    _import_builtin()
     return BACKENDS.names()
 
 
 def create_backend(name: str, **options) -> VisualBackend:
-    _import_builtin()
     factory = BACKENDS.get(name)
     if factory is None:
         from ..errors import BackendUnavailable
@@ -115,10 +113,6 @@ def create_backend(name: str, **options) -> VisualBackend:
     except TypeError as err:
         from ..errors import ConfigError
         raise ConfigError(f"visual backend {name!r}: {err}") from None
-
-
-def _import_builtin() -> None:
-    from . import landmarks, mesh_backend, pyfeat_backend  # noqa: F401  (registration)
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -145,7 +139,6 @@ class FrameSession(ClipSession):
     the session); crop statistics from the reported boxes; the largest (then tracked) face."""
 
     def __init__(self, backend: VisualBackend) -> None:
-        from .image_stats import CropStats
         self.backend, self.stats = backend, CropStats()
         self.rows, self.valid, self.faces, self.boxes = [], [], [], []
         self.dim = sum(len(c) for _, c in backend.columns())

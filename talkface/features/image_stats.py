@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from ..measures import blockiness, noise_sigma, sharpness
-from .base import Box
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
 
 STAT_NAMES = ["sharpness", "noise", "blockiness", "brightness", "contrast", "chroma_rg",
               "chroma_by", "frame_diff"]

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
-from .original import key_padding_mask, masked_mean
+from .layers import key_padding_mask, masked_max, masked_mean
 from .registry import ModelOutput, TalkfaceModel, register_model
 
 OVERALL = "overall"
@@ -108,12 +108,6 @@ def _transformer(dim: int, heads: int, dropout: float, layers: int) -> nn.Transf
     layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True,
                                        activation="gelu", norm_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-
-
-def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) -> (B, D) max over valid frames (0 for a clip with none)."""
-    filled = x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min)
-    return torch.where(mask.any(1, keepdim=True), filled.max(1).values, torch.zeros_like(x[:, 0]))
 
 
 @register_model("improved")

@@ -12,22 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
+from .layers import key_padding_mask, masked_mean
 from .registry import ModelOutput, TalkfaceModel, register_model
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) bool -> (B, D) mean over frames where mask is True (0 if none)."""
-    w = mask.unsqueeze(-1).to(x.dtype)
-    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
-
-
-def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) valid mask -> (B, T) padding mask for nn attention (True = ignore).
-
-    A clip with no valid frame at all would make attention softmax over nothing (NaN); its
-    frames are all zero after `normalize`, so attending to them is harmless and keeps it finite.
-    """
-    return ~(mask | ~mask.any(1, keepdim=True))
 
 
 @register_model("original")

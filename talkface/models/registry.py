@@ -82,13 +82,11 @@ def register_model(name: str):
 
 
 def list_models() -> list[str]:
-    _import_builtin()
     return MODELS.names()
 
 
 def model_options(name: str, overrides: dict) -> dict:
     """Validate `overrides` against model `name`'s Options; returns the full option set."""
-    _import_builtin()
     cls = MODELS.get(name)
     if cls is None:
         raise ConfigError(f"unknown model {name!r}; registered: {', '.join(MODELS.names())}")
@@ -108,6 +106,3 @@ def create_model(name: str, spec: FeatureSpec, tasks: list[TaskSpec], **override
     options = model_options(name, overrides)
     return MODELS.get(name)(spec, tasks, **options)
 
-
-def _import_builtin() -> None:
-    from . import ensemble, improved, original  # noqa: F401  (registration side effect)
