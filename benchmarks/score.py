@@ -239,8 +239,7 @@ def print_checkpoint(ckpt: Path, scorer) -> None:
     spec = scorer.spec
     cfg = spec.extractor
     meta = scorer.loaded.meta
-    print(f"checkpoint: {ckpt} (model {meta.get('model_name')}, "
-          f"talkface {meta.get('talkface_version')})")
+    print(f"checkpoint: {ckpt} (model {meta.model_name}, talkface {meta.talkface_version})")
     print(f"feature spec {spec.fingerprint}: backend {cfg.backend} v{spec.backend_version} "
           f"{cfg.options}, {cfg.fps:g} fps, {cfg.sample_rate} Hz, "
           f"{len(spec.visual_names)} visual + {len(spec.audio_names)} audio features, "

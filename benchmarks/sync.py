@@ -23,14 +23,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from talkface.sync.model import load_sync_model  # noqa: E402
+from talkface.sync.estimate import load_sync_model  # noqa: E402
 from train.sync import extract_inputs, prepare  # noqa: E402
 from train.sync_eval import evaluate_split, summary_table  # noqa: E402
 
 
 def held_out_real(real: Path, estimator, cache: Path):
     from talkface.synth.footage import read_footage
-    split = estimator.meta["data"]["split"]
+    split = estimator.meta.data["split"]
     table = read_footage(real)
     table = table[table["positive"] & table["name"].map(lambda n: split.get(n) == "test")]
     inputs = extract_inputs(list(table["path"]), cache)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 def read_paths(real: Path, estimator) -> list[tuple[str, float]]:
     """(path, duration) of the held-out test clips, for the timing run."""
     from talkface.synth.footage import read_footage
-    split = estimator.meta["data"]["split"]
+    split = estimator.meta.data["split"]
     table = read_footage(real)
     table = table[table["name"].map(lambda n: split.get(n) == "test")]
     return [(r.path, getattr(r, "duration_s", 0.0)) for r in table.itertuples()

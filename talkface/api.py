@@ -193,7 +193,7 @@ class Scorer:
     def _disagreement(self, tasks: dict[str, TaskScore]) -> tuple[str, ...]:
         """A warning when an ensemble's members disagree: a task's spread above the
         checkpoint's `disagreement` share of the task's range."""
-        limit = (self.loaded.meta.get("model_config") or {}).get("disagreement")
+        limit = self.loaded.meta.options.get("disagreement")
         if limit is None:
             return ()
         wide = [f"{s.task.label or name} {s.value:.2f} +- {s.spread:.2f}"
@@ -282,31 +282,11 @@ def load_scorer(path: str | os.PathLike | None = None,
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_runtime(path, runtime)
+    loaded = load_checkpoint(path, runtime=runtime)
     extractor = extractor_for(loaded.spec, **overrides)
     if isinstance(cache, (str, os.PathLike)):
         cache = FeatureCache(cache)
     return Scorer(loaded, extractor, cache, device)
-
-
-def load_runtime(path: str | os.PathLike | None, runtime: str = "torch") -> LoadedModel:
-    """The checkpoint at `path` for one of the runtimes of `load_scorer`."""
-    if runtime == "onnx":
-        from .export import load_onnx
-        return load_onnx(path if path is not None else _active_path())
-    if runtime not in ("torch", "int8"):
-        raise TalkfaceError(f"runtime {runtime!r}: use 'torch', 'int8' or 'onnx'")
-    loaded = load_checkpoint(path)
-    if runtime == "int8" and not loaded.meta.get("quantization"):
-        from dataclasses import replace
-        from .export import quantize_int8
-        loaded = replace(loaded, model=quantize_int8(loaded.model))
-    return loaded
-
-
-def _active_path() -> Path:
-    from .checkpoint import active_checkpoint
-    return active_checkpoint()
 
 
 __all__ = ["Scorer", "ScoreResult", "TaskScore", "load_scorer", "read_frames", "task_score"]

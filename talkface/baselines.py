@@ -26,7 +26,6 @@ import numpy as np
 from .constants import TASKS
 from .measures import FREEZE_K, FREEZE_X50, combine_overall, freeze_fraction, highpass, q_curve
 from .measures import q_offset
-from .predict import unjudged_tasks
 from .sync.correlation import correlation_curve
 
 
@@ -82,7 +81,7 @@ def baseline_measures(bundle, signals: Optional[dict] = None) -> dict[str, float
         return {k: float("nan") for k in ("sync_peak", "offset_frames", "mouth_motion",
                                           "sharpness", "noise", "blockiness", "shake", "freeze",
                                           "flicker")}
-    silent = "lip_sync" in unjudged_tasks(bundle.info)
+    silent = "lip_sync" in bundle.unjudged
     return {"sync_peak": float("nan") if silent else float(np.max(s["correlation"])),
             "offset_frames": float("nan") if silent else float(s["offset_frames"]),
             "mouth_motion": float(np.std(highpass(s["mouth_open"][valid]))),

@@ -59,8 +59,8 @@ class Calibration:
     ood_groups: dict = field(default_factory=dict)  # group -> [start, end) in the summary
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "Calibration":
-        c = meta.get("calibration") or {}
+    def from_meta(cls, c: dict) -> "Calibration":
+        """From `to_meta()`'s dict (a checkpoint's `meta.calibration`; {} for none)."""
         ood = c.get("ood") or {}
         return cls(c.get("monotone", {}), c.get("reference", {}), c.get("reference_note", ""),
                    np.asarray(ood["centre"]) if ood else None,

@@ -1,9 +1,13 @@
 """Checkpoints: `model.safetensors` + `meta.json` + `card.md` in one folder, and where they live.
 
-The metadata carries everything needed to rebuild the model without code changes or pickle:
-format version, package version, model name and options, FeatureSpec, tasks, metrics, a training
-data description (with the file -> split map) and the command that made it. Loading refuses
-missing or unexpected weights.
+This module is the one owner of checkpoint folders, for both kinds of model talkface ships:
+`kind="quality"` (the multi-task scorer, rebuilt with `talkface.models.create_model`) and
+`kind="sync"` (the audio-visual sync embedding, `talkface.sync.model.SyncNet`). `meta.json` is a
+typed `CheckpointMeta`: format version, package version, model name and options, FeatureSpec,
+tasks, metrics, a training data description (with the file -> split map), calibration and the
+command that made it; everything needed to rebuild the model without code changes or pickle.
+Loading refuses missing or unexpected weights. `load_checkpoint(..., runtime=)` is also the one
+place that chooses the runtime (torch, int8 or ONNX: `talkface.runtime`).
 
 Where checkpoints live:
 - shipped ones are package data (`talkface/checkpoints/<name>`), read-only: nothing here ever
@@ -20,22 +24,23 @@ in place, never neither; leftover temporary folders are ignored and cleared by t
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .errors import CheckpointError
-from .models import TalkfaceModel, create_model
 from .spec import FeatureSpec, TaskSpec
+from .version import __version__
 
 CHECKPOINT_FORMAT = 2
 SHIPPED = Path(__file__).resolve().parent / "checkpoints"  # package data, read-only
@@ -43,30 +48,110 @@ ACTIVE_FILE, HISTORY_FILE, VERSIONS = "ACTIVE", "HISTORY", "versions"
 DEFAULT_NAME = "default"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED = {ACTIVE_FILE.lower(), HISTORY_FILE.lower(), VERSIONS, DEFAULT_NAME}
-FILES = ("model.safetensors", "meta.json", "card.md")
+WEIGHTS, META, CARD = "model.safetensors", "meta.json", "card.md"
+FILES = (WEIGHTS, META, CARD)
+SYNC_MODEL_NAME = "syncnet"
+Kind = Literal["quality", "sync"]
+
+
+class CheckpointMeta(BaseModel):
+    """A checkpoint's `meta.json`, typed. `options` is written as `model_config` (the model's
+    keyword arguments); a quality checkpoint has a `feature_spec` and `tasks`, a sync checkpoint
+    the `fingerprint` of its weights and the confidence below which its offsets are unreliable.
+    Unknown keys are refused, like the training configs'."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    format: int = CHECKPOINT_FORMAT
+    kind: Kind = "quality"
+    talkface_version: str = __version__
+    model_name: str
+    options: dict = Field(default_factory=dict, alias="model_config")
+    feature_spec: Optional[FeatureSpec] = None
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    metrics: dict = Field(default_factory=dict)
+    data: dict = Field(default_factory=dict)  # what the model saw: sources, sizes, split map
+    command: str = ""
+    calibration: Optional[dict] = None  # `talkface.calibration.Calibration.to_meta()`
+    quantization: Optional[dict] = None  # int8 checkpoints (`talkface.runtime`)
+    fingerprint: Optional[str] = None  # of the weights (sync checkpoints)
+    reliable_confidence: Optional[float] = None  # sync: offsets below this are "not reliable"
+    train_seconds: Optional[float] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, raw):
+        """Sync checkpoints of format 1 (talkface 0.2.0) named their options `options` and had
+        no model name; they read as format 2."""
+        if isinstance(raw, dict) and raw.get("kind") == "sync" and raw.get("format") == 1:
+            raw = {**raw, "format": CHECKPOINT_FORMAT, "model_name": SYNC_MODEL_NAME}
+        return raw
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CheckpointMeta":
+        if self.kind == "quality" and (self.feature_spec is None or not self.tasks):
+            raise ValueError("a quality checkpoint needs feature_spec and tasks")
+        if self.kind == "sync" and not self.fingerprint:
+            raise ValueError("a sync checkpoint needs the fingerprint of its weights")
+        return self
+
+    @property
+    def split_map(self) -> dict:
+        """file -> split of the data the model was trained on ({} when not recorded)."""
+        return (self.data.get("split") or {}).get("map") or {}
+
+    @property
+    def metrics_split(self) -> str:
+        """Which split `metrics` were measured on."""
+        return self.data.get("metrics_split", "val")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=1)
 
 
 @dataclass
 class LoadedModel:
-    model: TalkfaceModel
-    spec: FeatureSpec
-    tasks: list[TaskSpec]
-    meta: dict
+    """A checkpoint in memory: the model (a `TalkfaceModel`, its int8 or ONNX runtime, or a
+    `SyncNet`), its metadata, folder and card. `spec` and `tasks` are empty for sync models."""
+
+    model: object
+    meta: CheckpointMeta
     path: Path
     card: str = ""
-    metrics: dict = field(default_factory=dict)
+    runtime: str = "torch"
+
+    @property
+    def spec(self) -> Optional[FeatureSpec]:
+        return self.meta.feature_spec
+
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        return list(self.meta.tasks)
+
+    @property
+    def metrics(self) -> dict:
+        return self.meta.metrics
 
     @property
     def calibration(self):
         """The post-training calibration stored with the weights (`talkface.calibration`)."""
         from .calibration import Calibration
-        return Calibration.from_meta(self.meta)
+        return Calibration.from_meta(self.meta.calibration or {})
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def weights_fingerprint(state: dict) -> str:
+    """A short hash of a state dict's names and values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _make_readable(folder: Path) -> None:
@@ -103,34 +188,24 @@ def _clear_leftovers(parent: Path, name: str, keep: Path) -> None:
             shutil.rmtree(item, ignore_errors=True)
 
 
-def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_config: dict,
-                    metrics: Optional[dict] = None, data: Optional[dict] = None,
-                    command: str = "", card: str = "", shipping: bool = False,
-                    calibration: Optional[dict] = None, state: Optional[dict] = None,
-                    extra_meta: Optional[dict] = None) -> Path:
-    """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`.
-    Only `train.ship` (`shipping=True`) may write into the package's shipped checkpoints.
-    `state` replaces the model's own state dict (e.g. int8 weights, `talkface.export`);
-    `extra_meta` entries are added to meta.json."""
+def write_folder(folder: str | os.PathLike, files: dict[str, "bytes | str | dict"],
+                 shipping: bool = False) -> Path:
+    """Write the files of one checkpoint-like folder (name -> text, bytes, or a state dict of
+    tensors for safetensors) as one atomic step, replacing what `folder` held. Only
+    `train.ship` and `train.sync` (`shipping=True`) may write into the shipped checkpoints."""
     folder = Path(folder)
     if SHIPPED in folder.resolve().parents and not shipping:
         raise CheckpointError(f"{folder} is a shipped checkpoint; write to another folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": CHECKPOINT_FORMAT, "talkface_version": __version__,
-            "model_name": model.model_name, "model_config": model_config,
-            "feature_spec": json.loads(model.spec.to_json()),
-            "tasks": [t.model_dump() for t in model.tasks], "metrics": metrics or {},
-            "data": data or {}, "command": command}
-    if calibration:
-        meta["calibration"] = calibration
-    meta.update(extra_meta or {})
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in (
-            state if state is not None else model.state_dict()).items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "card.md").write_text(card or default_card(meta))
+        for name, content in files.items():
+            if isinstance(content, dict):
+                save_file(content, str(tmp / name), metadata={"format": "pt"})
+            elif isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content)
         _make_readable(tmp)
         if shipping:  # package data must be a plain folder (no symlink in a wheel or in git)
             if folder.exists():
@@ -145,54 +220,145 @@ def save_checkpoint(folder: str | os.PathLike, model: TalkfaceModel, model_confi
     return folder
 
 
-def load_checkpoint(path: str | os.PathLike | None = None,
-                    map_location: str = "cpu") -> LoadedModel:
-    """Rebuild a model from a checkpoint folder (default: the active checkpoint). An int8
-    folder or an `.onnx` file made by `talkface export` loads too."""
-    folder = Path(path) if path is not None else active_checkpoint()
-    if folder.suffix == ".onnx" or (not (folder / "model.safetensors").exists()
-                                    and (folder / "model.onnx").exists()):
-        from .export import load_onnx
-        return load_onnx(folder)
-    if folder.is_file():
-        folder = folder.parent
-    weights, meta_path = folder / "model.safetensors", folder / "meta.json"
-    if not weights.exists() or not meta_path.exists():
-        raise CheckpointError(f"{folder}: not a talkface checkpoint (expected model.safetensors "
-                              f"and meta.json)")
+def model_meta(model, options: dict, kind: Kind = "quality", **fields) -> CheckpointMeta:
+    """The metadata of `model` (its name, spec and tasks for a quality model) plus `fields`."""
+    if kind == "sync":
+        return CheckpointMeta(kind="sync", model_name=SYNC_MODEL_NAME, options=options,
+                              **fields)
+    return CheckpointMeta(model_name=model.model_name, options=options,
+                          feature_spec=model.spec, tasks=list(model.tasks), **fields)
+
+
+def save_checkpoint(folder: str | os.PathLike, model, model_config: dict,
+                    metrics: Optional[dict] = None, data: Optional[dict] = None,
+                    command: str = "", card: str = "", shipping: bool = False,
+                    calibration: Optional[dict] = None, state: Optional[dict] = None,
+                    kind: Kind = "quality", **fields) -> Path:
+    """Write a checkpoint at `folder` (replacing one there) atomically. Returns `folder`.
+    `state` replaces the model's own state dict (e.g. int8 weights, `talkface.export`);
+    `fields` are further `CheckpointMeta` fields (`quantization`, `reliable_confidence`, ...).
+    A sync checkpoint records the fingerprint of its weights."""
+    state = {k: v.detach().cpu().contiguous() for k, v in (
+        state if state is not None else model.state_dict()).items()}
+    if kind == "sync":
+        fields["fingerprint"] = weights_fingerprint(state)
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format", 0) != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{folder}: checkpoint format {meta.get('format')} but this talkface reads "
-                f"format {CHECKPOINT_FORMAT}; " + ("upgrade talkface" if meta.get("format", 0) >
-                                                   CHECKPOINT_FORMAT else "retrain it"))
-        spec = FeatureSpec.model_validate(meta["feature_spec"])
-        tasks = [TaskSpec.model_validate(t) for t in meta["tasks"]]
-        model_name, config = meta["model_name"], meta.get("model_config", {})
-    except (KeyError, ValueError) as err:
+        meta = model_meta(model, model_config, kind, metrics=metrics or {}, data=data or {},
+                          command=command, calibration=calibration or None, **fields)
+    except ValidationError as err:
+        raise CheckpointError(f"{folder}: cannot describe this checkpoint ({err})") from None
+    return write_folder(folder, {WEIGHTS: state, META: meta.to_json(),
+                                 CARD: card or default_card(meta)}, shipping)
+
+
+def resolve(path: str | os.PathLike | None) -> Path:
+    """A checkpoint folder: `path` itself, a shipped checkpoint's name ('default', 'sync'), or
+    (None) the active checkpoint."""
+    if path is None:
+        return active_checkpoint()
+    folder = Path(path)
+    if not folder.exists() and NAME_PATTERN.match(str(path)) and (SHIPPED / str(path)).is_dir():
+        return SHIPPED / str(path)
+    return folder.parent if folder.is_file() and folder.suffix != ".onnx" else folder
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """A checkpoint folder's metadata, validated, without loading its weights."""
+    meta_path = Path(path) / META
+    if not meta_path.exists():
+        raise CheckpointError(f"{path}: not a talkface checkpoint (no {META})")
+    try:
+        return parse_meta(json.loads(meta_path.read_text()), meta_path)
+    except ValueError as err:
         raise CheckpointError(f"{meta_path}: damaged metadata ({err})") from None
+
+
+def parse_meta(raw: dict, where: str | os.PathLike) -> CheckpointMeta:
+    fmt = raw.get("format", 0) if isinstance(raw, dict) else 0
+    if fmt not in (1, CHECKPOINT_FORMAT) or (fmt == 1 and raw.get("kind") != "sync"):
+        raise CheckpointError(
+            f"{where}: checkpoint format {fmt} but this talkface reads format "
+            f"{CHECKPOINT_FORMAT}; " + ("upgrade talkface" if fmt > CHECKPOINT_FORMAT
+                                        else "retrain it"))
     try:
-        state = load_file(str(weights), device=map_location)
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{weights}: unreadable weights ({err})") from None
-    card = (folder / "card.md").read_text() if (folder / "card.md").exists() else ""
-    if meta.get("quantization"):
-        from .export import int8_model
-        model = int8_model(meta, state, str(weights))
-        return LoadedModel(model, spec, tasks, meta, folder, card, meta.get("metrics", {}))
-    model = create_model(model_name, spec, tasks, **config)
-    missing = sorted(set(model.state_dict()) - set(state))
-    unexpected = sorted(set(state) - set(model.state_dict()))
+        return CheckpointMeta.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'meta'}: {e['msg']}"
+                             for e in err.errors()[:3])
+        raise CheckpointError(f"{where}: damaged metadata ({problems})") from None
+
+
+def build_model(meta: CheckpointMeta):
+    """An untrained model of the architecture `meta` describes (the one rebuild used by loading
+    and by export)."""
+    if meta.kind == "sync":
+        from .sync.model import SyncNet, SyncOptions
+        return SyncNet(SyncOptions.model_validate(meta.options))
+    from .models import create_model
+    return create_model(meta.model_name, meta.feature_spec, meta.tasks, **meta.options)
+
+
+def _load_state(model, state: dict, where: Path, name: str):
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{weights} does not match model {model_name!r}: missing "
+        raise CheckpointError(f"{where} does not match model {name!r}: missing "
                               f"{missing[:5]}, unexpected {unexpected[:5]}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights}: {err}") from None
-    model.eval()
-    return LoadedModel(model, spec, tasks, meta, folder, card, meta.get("metrics", {}))
+        raise CheckpointError(f"{where}: {err}") from None
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, map_location: str = "cpu",
+                    runtime: str = "torch", kind: Kind = "quality") -> LoadedModel:
+    """Rebuild a model from a checkpoint (default: the active one; a shipped one by name).
+
+    `runtime` (quality checkpoints): "torch" (as it is; an int8 checkpoint made by `talkface
+    export` loads as int8), "int8" (Linear layers quantised on load), or "onnx" (an exported
+    `.onnx` file, or a folder holding model.onnx). A folder holding only model.onnx loads with
+    onnx whatever `runtime` says."""
+    from .runtime import RUNTIMES
+    if runtime not in RUNTIMES:
+        raise CheckpointError(f"runtime {runtime!r}: use {', '.join(map(repr, RUNTIMES))}")
+    folder = resolve(path)
+    if runtime == "onnx" or folder.suffix == ".onnx" or (
+            not (folder / WEIGHTS).exists() and (folder / "model.onnx").exists()):
+        return _load_onnx(folder)
+    weights = folder / WEIGHTS
+    if not weights.exists() or not (folder / META).exists():
+        what = "talkface checkpoint" if kind == "quality" else f"talkface {kind} checkpoint"
+        raise CheckpointError(f"{folder}: not a {what} (expected {WEIGHTS} and {META})")
+    meta = read_meta(folder)
+    if meta.kind != kind:
+        raise CheckpointError(f"{folder}: a {meta.kind} checkpoint, not a {kind} checkpoint")
+    try:
+        state = load_file(str(weights), device=map_location)
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{weights}: unreadable weights ({err})") from None
+    if meta.fingerprint and weights_fingerprint(state) != meta.fingerprint:
+        raise CheckpointError(f"{folder}: weights differ from the ones {META} describes")
+    card = (folder / CARD).read_text() if (folder / CARD).exists() else ""
+    model = build_model(meta)
+    if meta.quantization:
+        from .runtime import load_int8_weights
+        return LoadedModel(load_int8_weights(model, state, str(weights)), meta, folder, card,
+                           "int8")
+    loaded = LoadedModel(_load_state(model, state, weights, meta.model_name), meta, folder, card)
+    if runtime == "int8":
+        from .runtime import quantize_int8
+        loaded = replace(loaded, model=quantize_int8(loaded.model), runtime="int8")
+    return loaded
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    from .runtime import OnnxModel, onnx_file, read_onnx
+    path = onnx_file(path)
+    session, raw, card = read_onnx(path)
+    meta = parse_meta(raw, path)
+    return LoadedModel(OnnxModel(session, meta.feature_spec, meta.tasks, path), meta,
+                       path.parent, card, "onnx")
 
 
 def checkpoint_root() -> Path:
@@ -285,16 +451,18 @@ def rollback(root: Optional[Path] = None) -> Path:
     return active_checkpoint(root)
 
 
-def default_card(meta: dict) -> str:
-    spec = FeatureSpec.model_validate(meta["feature_spec"])
-    data = {k: v for k, v in meta.get("data", {}).items() if k != "split"}
-    lines = [f"# talkface checkpoint: {meta['model_name']}", "",
-             f"- talkface {meta['talkface_version']}, checkpoint format {meta['format']}",
-             f"- features: {spec.describe()}",
-             f"- tasks: {', '.join(t['name'] for t in meta['tasks'])}",
+def default_card(meta: CheckpointMeta) -> str:
+    """A plain card for a checkpoint saved without one (training runs; `train.ship` writes the
+    full card of a shipped model)."""
+    data = {k: v for k, v in meta.data.items() if k != "split"}
+    features = meta.feature_spec.describe() if meta.feature_spec is not None else "(sync model)"
+    lines = [f"# talkface checkpoint: {meta.model_name}", "",
+             f"- talkface {meta.talkface_version}, checkpoint format {meta.format}",
+             f"- features: {features}",
+             f"- tasks: {', '.join(t.name for t in meta.tasks)}",
              f"- training data: {json.dumps(data)}",
-             f"- command: `{meta.get('command', '')}`", "", "## Validation metrics", ""]
-    for task, values in meta.get("metrics", {}).items():
+             f"- command: `{meta.command}`", "", "## Validation metrics", ""]
+    for task, values in meta.metrics.items():
         if isinstance(values, dict):
             lines.append(f"- {task}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()
                                                    if isinstance(v, (int, float))))

@@ -4,7 +4,8 @@ The Scorer, training's validation, `train.evaluate`, `train.compare`, `train.shi
 all call `predict`, so every number on a model card is a number a user gets (as nanoGPT evaluates
 with its training script's own code). Scores are clipped into each task's range (the `original`
 model's linear heads are unbounded) and set to NaN where a task cannot be judged for that clip
-(`Clip.unjudged`: lip sync without audio or without speech).
+(`Clip.unjudged`, from the features: lip sync without audio or without speech). Nothing here
+imports the feature extractor: predict sees arrays and a model.
 """
 from __future__ import annotations
 
@@ -33,29 +34,10 @@ class Clip:
     def n_frames(self) -> int:
         return int(self.valid.shape[0])
 
-    def bundle(self, spec):
-        """This clip as a FeatureBundle (for measures that look columns up by name)."""
-        from .features.extract import FeatureBundle
-        info = {"sync": {"judged": False, "reason": self.unjudged["lip_sync"]}} \
-            if "lip_sync" in self.unjudged else {}
-        return FeatureBundle(self.visual, self.audio, self.valid, spec, info)
-
     @classmethod
     def from_bundle(cls, bundle, file: str = "", targets=None) -> "Clip":
-        return cls(bundle.visual, bundle.audio, bundle.valid, file, unjudged_tasks(bundle.info),
-                   targets)
-
-
-def unjudged_tasks(info: dict) -> dict[str, str]:
-    """Tasks a clip's inputs do not allow judging, with the reason (from the bundle's info)."""
-    if not info.get("has_audio", True):
-        return {"lip_sync": "no audio track"}
-    if info.get("silent_audio", False):
-        return {"lip_sync": "the audio track is silent"}
-    sync = info.get("sync") or {}
-    if sync and not sync.get("judged", True):
-        return {"lip_sync": sync.get("reason", "cannot be judged")}
-    return {}
+        """From a `talkface.features.FeatureBundle` (which says what the clip allows judging)."""
+        return cls(bundle.visual, bundle.audio, bundle.valid, file, bundle.unjudged, targets)
 
 
 @dataclass

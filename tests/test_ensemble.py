@@ -24,7 +24,7 @@ def members(tmp_path_factory):
 
 def save_ensemble(members, folder: Path, disagreement: float) -> Path:
     model = build_ensemble([load_checkpoint(m) for m in members], disagreement)
-    config = {"members": [{"name": "improved", "options": load_checkpoint(m).meta["model_config"]}
+    config = {"members": [{"name": "improved", "options": load_checkpoint(m).meta.options}
                           for m in members], "disagreement": disagreement}
     return save_checkpoint(folder, model, config)
 

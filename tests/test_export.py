@@ -50,7 +50,7 @@ def test_int8_export_scores_within_tolerance_of_fp32(fp32, cache, tmp_path, caps
                  "--out", str(out)]) == 0
     assert "int8" in capsys.readouterr().out
     loaded = load_checkpoint(out)
-    assert loaded.meta["quantization"]["scheme"] == "dynamic-int8"
+    assert loaded.meta.quantization["scheme"] == "dynamic-int8"
     assert (out / "model.safetensors").stat().st_size < \
         0.8 * (SHIPPED / "model.safetensors").stat().st_size
     scorer = load_scorer(out, cache=cache, runtime="int8")
@@ -73,7 +73,7 @@ def test_onnx_export_scores_within_tolerance_of_fp32(fp32, cache, tmp_path):
     scorer = load_scorer(out, cache=cache, runtime="onnx")
     assert type(scorer.loaded.model).__name__ == "OnnxModel"
     shipped = json.loads((SHIPPED / "meta.json").read_text())
-    assert scorer.loaded.meta["model_name"] == shipped["model_name"]  # metadata travelled
+    assert scorer.loaded.meta.model_name == shipped["model_name"]  # metadata travelled
     onnx = [scorer.score(FIXTURES / name).scores for name in CLIPS]
     assert largest_difference(fp32, onnx) < TOLERANCE
     with pytest.raises(TalkfaceError, match="CUDA"):

@@ -225,11 +225,11 @@ def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor(
         pytest.fail(f"no shipped checkpoint at {SHIPPED}")
     from talkface.features.extract import Extractor
     loaded = load_checkpoint(SHIPPED)
-    members = loaded.meta["model_config"].get("members")
-    assert loaded.meta["model_name"] == "improved" or (
-        loaded.meta["model_name"] == "ensemble" and {m["name"] for m in members} == {"improved"})
+    members = loaded.meta.options.get("members")
+    assert loaded.meta.model_name == "improved" or (
+        loaded.meta.model_name == "ensemble" and {m["name"] for m in members} == {"improved"})
     assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 2 ** 20
-    assert "python -m train" in loaded.meta["command"]
+    assert "python -m train" in loaded.meta.command
     loaded.spec.check_compatible(Extractor(loaded.spec.extractor).spec, "checkpoint",
                                  "extractor")
     assert loaded.spec.backend == "mesh"  # the backend for real footage

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from talkface.checkpoint import CheckpointMeta, save_checkpoint, shipped_checkpoint
 from talkface.errors import CheckpointError
-from talkface.sync.estimate import COLUMNS, SyncEstimator
+from talkface.sync.estimate import COLUMNS, SyncEstimator, load_sync_model
 from talkface.sync.frontend import crop_input, lip_input, mel_power, normalise_mel, window_valid
-from talkface.sync.model import SyncNet, SyncOptions, load_sync_model, save_sync_model
+from talkface.sync.model import SyncNet, SyncOptions
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -67,7 +68,9 @@ class Shifted(SyncNet):
 
 
 def _estimator(model) -> SyncEstimator:
-    return SyncEstimator(model, {"fingerprint": "test", "reliable_confidence": 0.1})
+    meta = CheckpointMeta(kind="sync", model_name="syncnet", fingerprint="test",
+                          reliable_confidence=0.1)
+    return SyncEstimator(model, meta)
 
 
 def _speech(t: int) -> np.ndarray:
@@ -118,7 +121,8 @@ def test_short_clips_search_fewer_offsets():
 
 def test_sync_checkpoint_round_trip_and_tamper_refusal(tmp_path):
     model = SyncNet(SyncOptions(dim=8, crops=False))
-    folder = save_sync_model(tmp_path / "sync", model, {"data": {}}, "# card\n")
+    folder = save_checkpoint(tmp_path / "sync", model, model.options.model_dump(), card="# card\n",
+                             kind="sync")
     loaded = load_sync_model(folder)
     assert loaded.model.options.dim == 8 and loaded.fingerprint
     from safetensors.torch import load_file, save_file
@@ -128,8 +132,10 @@ def test_sync_checkpoint_round_trip_and_tamper_refusal(tmp_path):
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="differ"):
         load_sync_model(folder)
-    with pytest.raises(CheckpointError, match="not a sync checkpoint"):
+    with pytest.raises(CheckpointError, match="not a talkface sync checkpoint"):
         load_sync_model(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="a quality checkpoint, not a sync checkpoint"):
+        load_sync_model(shipped_checkpoint("default"))
 
 
 @pytest.mark.slow
@@ -148,7 +154,7 @@ def test_train_sync_end_to_end_writes_a_loadable_model(tmp_path):
     assert main(["--real", str(folder), "--out", str(out), "--steps", "3"]) == 0
     est = load_sync_model(out)
     assert "speakers" in (out / "card.md").read_text()
-    assert set(est.meta["data"]["split"]) == {f"{n}.mp4" for n in (
+    assert set(est.meta.data["split"]) == {f"{n}.mp4" for n in (
         "00_clean", "01_offset", "02_offset", "03_blur", "04_frozen_mouth", "05_crf")}
     extractor = Extractor(sync=str(out), identity_frames=0)
     bundle = extractor.extract(FIXTURES / "00_clean.mp4")

@@ -120,11 +120,11 @@ def test_a_few_cpu_steps_lower_the_loss(dataset, tmp_path):
     assert lines[0]["val"]["overall"]["n"] == 8  # every metric says how many clips it is on
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "metrics.json").exists()
     loaded = load_checkpoint(tmp_path / "best")
-    assert loaded.meta["metrics"]["overall"]["mse"] == pytest.approx(
+    assert loaded.meta.metrics["overall"]["mse"] == pytest.approx(
         result["test"]["overall"]["mse"])
     assert loaded.model.visual_std.min() > 0  # normalisation travelled with the weights
     # the split travelled too: evaluation reads it instead of re-deriving it
-    split = loaded.meta["data"]["split"]
+    split = loaded.meta.data["split"]
     assert split["map"]["bundles/clip004.npz"] == "test" and len(split["map"]) == 40
 
 
@@ -204,7 +204,7 @@ def test_evaluate_scores_exactly_the_clips_the_run_held_out(trained):
     data = trained.parent / "data"
     result = evaluate(str(trained / "best"), str(data), out=str(trained / "eval"))
     run = json.loads((trained / "metrics.json").read_text())
-    held_out = {f for f, s in load_checkpoint(trained / "best").meta["data"]["split"]["map"]
+    held_out = {f for f, s in load_checkpoint(trained / "best").meta.split_map
                 .items() if s == "test"}
     assert {r["file"] for r in result["predictions"]} == held_out
     assert result["n_clips"] == len(held_out) < 40
@@ -224,9 +224,9 @@ def test_ship_writes_a_card_with_the_baseline_and_the_test_split(trained, tmp_pa
     assert ship_main(["--run", str(trained), "--data", str(trained.parent / "data"), "--out",
                       str(out), "--command", "python -m train --config tiny"]) == 0
     loaded = load_checkpoint(out)
-    assert loaded.meta["data"]["metrics_split"] == "test"
-    assert loaded.meta["metrics"]["mean"]["n"] == sum(
-        1 for s in loaded.meta["data"]["split"]["map"].values() if s == "test")
+    assert loaded.meta.metrics_split == "test"
+    assert loaded.meta.metrics["mean"]["n"] == sum(
+        1 for s in loaded.meta.split_map.values() if s == "test")
     card = (out / "card.md").read_text()
     assert "python -m train --config tiny" in card and "baseline" in card.lower()
 

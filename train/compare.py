@@ -21,6 +21,7 @@ import numpy as np
 
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
+from talkface.features.extract import FeatureBundle
 
 from .config import Config, load_config
 from .loop import train
@@ -31,12 +32,20 @@ CLAIM = {"mse": "-20% to -30%", "r2": "+15% to +25%"}
 SHOWN = ("mse", "r2", "srcc")
 
 
+def clip_bundle(clip, spec) -> FeatureBundle:
+    """A dataset clip as a FeatureBundle again, for measures that look columns up by name; what
+    it does not allow judging is carried in the bundle's info, where the extractor puts it."""
+    reason = clip.unjudged.get("lip_sync")
+    info = {"sync": {"judged": False, "reason": reason}} if reason else {}
+    return FeatureBundle(clip.visual, clip.audio, clip.valid, spec, info)
+
+
 def baseline_metrics(data: TalkfaceData) -> tuple[Optional[dict], str]:
     """Test metrics of the no-learning baseline, or (None, why it is missing)."""
     from talkface.baselines import baseline_scores
     clips, names = data.splits["test"], data.task_names
     try:
-        scores = [baseline_scores(c.bundle(data.spec)) for c in clips]
+        scores = [baseline_scores(clip_bundle(c, data.spec)) for c in clips]
     except Exception as err:  # noqa: BLE001 - e.g. a legacy spec without named columns
         return None, f"no-learning baseline skipped: {type(err).__name__}: {err}"
     targets = np.stack([c.targets for c in clips])

@@ -27,7 +27,8 @@ from typing import Optional
 
 import numpy as np
 
-from talkface.checkpoint import LoadedModel, default_card, load_checkpoint, save_checkpoint
+from talkface.checkpoint import (LoadedModel, default_card, load_checkpoint, read_meta,
+                                 save_checkpoint)
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import ConfigError, TalkfaceError
 from talkface.models import TalkfaceModel, create_model
@@ -75,7 +76,7 @@ def build_ensemble(members: list[LoadedModel], disagreement: float = 0.1) -> Tal
         first.spec.check_compatible(m.spec, str(first.path), str(m.path))
         if [t.name for t in m.tasks] != [t.name for t in first.tasks]:
             raise ConfigError(f"{m.path} scores other tasks than {first.path}")
-    config = {"members": [{"name": m.meta["model_name"], "options": m.meta["model_config"]}
+    config = {"members": [{"name": m.meta.model_name, "options": m.meta.options}
                           for m in members], "disagreement": disagreement}
     model = create_model("ensemble", first.spec, first.tasks, **config)
     for slot, m in zip(model.members, members):
@@ -161,14 +162,13 @@ def run_ensemble(args: argparse.Namespace, command: str) -> dict:
                  for s in ("test", "val"))
     shown = test or val
     table = markdown(shown, data.task_names, limit)
-    config = {"members": [{"name": m.meta["model_name"], "options": m.meta["model_config"]}
+    config = {"members": [{"name": m.meta.model_name, "options": m.meta.options}
                           for m in members], "disagreement": limit}
     meta_data = {**data.describe(), "metrics_split": "test" if test else "val",
                  "val_metrics": val["ensemble"] if val else {}, "members": [str(r) for r in runs]}
     folder = save_checkpoint(out / "best", model, config, metrics=shown["ensemble"],
                              data=meta_data, command=command)
-    meta = json.loads((folder / "meta.json").read_text())
-    card = default_card(meta) + "\n## Ensemble\n\n" + \
+    card = default_card(read_meta(folder)) + "\n## Ensemble\n\n" + \
         f"{len(members)} members ({', '.join(str(r) for r in runs)}); each task is reported as " \
         f"the members' mean +- their standard deviation.\n\n" + table
     save_checkpoint(out / "best", model, config, metrics=shown["ensemble"], data=meta_data,

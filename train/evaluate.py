@@ -34,7 +34,7 @@ def load_eval_data(data: str, loaded: LoadedModel, cache_dir: Optional[str] = No
     """The dataset with the checkpoint's tasks, extracted with the checkpoint's own feature
     settings, split by the checkpoint's file -> split map (stored at training time): "test" is
     what the checkpoint never saw. Clips the map does not name are unseen, hence test."""
-    split_map = ((loaded.meta.get("data") or {}).get("split") or {}).get("map")
+    split_map = loaded.meta.split_map or None
     dataset = load_dataset(data, [t.name for t in loaded.tasks], loaded.spec.extractor,
                            cache_dir, workers=workers, progress=True,
                            split_map=split_map or {})
@@ -105,7 +105,7 @@ def html_report(result: dict, loaded: LoadedModel, log_path: Optional[Path]) -> 
                       title="Predicted vs true")
     table = pd.DataFrame(result["metrics"]).T[list(METRIC_NAMES)].round(4).to_html()
     parts = [f"<h1>talkface evaluation: {loaded.path}</h1>",
-             f"<p>model {loaded.meta['model_name']}, {result['n_clips']} clips "
+             f"<p>model {loaded.meta.model_name}, {result['n_clips']} clips "
              f"({result['split']} split of {result['data']})</p>", table,
              fig.to_html(full_html=False, include_plotlyjs=True)]
     if log_path is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +62,14 @@ def data_description(manifest: pd.DataFrame, split: dict) -> str:
 
 def build_card(loaded, result: dict, manifest: pd.DataFrame, base: dict | None, command: str,
                notes: str) -> str:
-    cfg = loaded.meta["model_config"]
+    cfg = loaded.meta.options
     params = sum(p.numel() for p in loaded.model.parameters())
     tasks = [t.name for t in loaded.tasks] + ["mean"]
     sizes = result["data"]["sizes"]
-    split = (loaded.meta.get("data") or {}).get("split") or {}
-    return f"""# talkface checkpoint: `{loaded.meta['model_name']}` ({loaded.spec.backend} backend)
+    split = loaded.meta.data.get("split") or {}
+    return f"""# talkface checkpoint: `{loaded.meta.model_name}` ({loaded.spec.backend} backend)
 
-**Model.** `{loaded.meta['model_name']}` with {json.dumps(cfg)} ({params / 1e6:.2f} M parameters).
+**Model.** `{loaded.meta.model_name}` with {json.dumps(cfg)} ({params / 1e6:.2f} M parameters).
 Features: {loaded.spec.describe()}.
 
 **Training data.** {data_description(manifest, split)} Sizes: {sizes}. Best epoch
@@ -93,7 +94,7 @@ Baseline: `talkface.baselines.baseline_scores` (hand-set signal measures, no lea
 def validity(manifest: pd.DataFrame, loaded, test: dict, calibration: dict | None) -> str:
     """The one line the app shows above every score: what the checkpoint saw and how far its
     test numbers go."""
-    split = (loaded.meta.get("data") or {}).get("split", {}).get("map") or {}
+    split = loaded.meta.split_map
     train = manifest[manifest["file"].astype(str).map(split).eq("train")] if split else manifest
     kinds = train["source_kind"].fillna("synthetic") if "source_kind" in train.columns else \
         pd.Series(["synthetic"] * len(train))
@@ -170,14 +171,14 @@ def main(argv=None) -> int:
     data = load_eval_data(args.data, loaded)  # the run's own split map
     calibration = fit_calibration(loaded, data, args.reference) if args.calibrate else None
     if calibration:
-        loaded.meta["calibration"] = calibration
+        loaded = replace(loaded, meta=loaded.meta.model_copy(update={"calibration": calibration}))
     test = evaluate_clips(loaded, data.splits["test"])["metrics"]  # the scores users get
     base, note = baseline_metrics(data)
     manifest = pd.read_csv(Path(args.data) / "manifest.csv")
     notes = Path(args.notes).read_text() if args.notes else ""
     card = build_card(loaded, {**result, "test": test}, manifest, base, args.command, notes)
-    save_checkpoint(args.out, loaded.model, loaded.meta["model_config"], metrics=test,
-                    data={**loaded.meta.get("data", {}), "metrics_split": "test",
+    save_checkpoint(args.out, loaded.model, loaded.meta.options, metrics=test,
+                    data={**loaded.meta.data, "metrics_split": "test",
                           "val_metrics": result["val"], "baseline_test_metrics": base,
                           "baseline_note": note or None,
                           "label_version": ",".join(sorted(set(manifest.get(

@@ -2,35 +2,38 @@
 checkpoint's, each with the number of clips it was measured on, and a search's trials."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from ..checkpoint import CheckpointMeta, read_meta
+from ..errors import TalkfaceError
 from .views import metric_rows
 
 SHOWN_METRICS = ("srcc", "pearson", "mse", "r2")
 
 
-def checkpoint_meta(folder: Optional[Path]) -> dict:
-    """A checkpoint's meta.json (without loading its weights); {} when there is none."""
-    meta = Path(folder) / "meta.json" if folder else None
-    if meta is None or not meta.exists():
-        return {}
+def checkpoint_meta(folder: Optional[Path]) -> Optional[CheckpointMeta]:
+    """A checkpoint's metadata (without loading its weights); None when there is none or it
+    does not read (a run still being written)."""
+    if not folder:
+        return None
     try:
-        return json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return {}
+        return read_meta(folder)
+    except (OSError, TalkfaceError):
+        return None
 
 
 def checkpoint_metrics(folder: Optional[Path]) -> dict:
-    return checkpoint_meta(folder).get("metrics", {}) or {}
+    meta = checkpoint_meta(folder)
+    return meta.metrics if meta is not None else {}
 
 
 def metrics_split(folder: Optional[Path]) -> str:
-    return (checkpoint_meta(folder).get("data") or {}).get("metrics_split", "val")
+    meta = checkpoint_meta(folder)
+    return meta.metrics_split if meta is not None else "val"
 
 
 def metrics_side_by_side(new: dict, active: dict, new_split: str = "val",

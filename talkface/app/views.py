@@ -44,8 +44,8 @@ def source_line(kind: Optional[str], name: Optional[str]) -> str:
 
 def trust_line(loaded, pointer: bool = True) -> str:
     """One line saying what the checkpoint was trained and tested on, from its metadata."""
-    meta, data = loaded.meta, loaded.meta.get("data") or {}
-    name = f"`{loaded.path.name}` ({meta.get('model_name', '?')})"
+    meta, data = loaded.meta, loaded.meta.data
+    name = f"`{loaded.path.name}` ({meta.model_name})"
     if data.get("validity"):  # a statement written by whoever shipped the checkpoint
         return f"**Checkpoint {name}:** {data['validity']}"
     sizes, source = data.get("sizes") or {}, data.get("source")
@@ -57,12 +57,12 @@ def trust_line(loaded, pointer: bool = True) -> str:
                 f"clips{where}" + (f" (labels `{labels}`)" if labels else ""))
     else:
         text = f"trained on: {data.get('note') or 'not recorded'}"
-    mean, split = (loaded.metrics or {}).get("mean") or {}, data.get("metrics_split", "val")
+    mean, split = loaded.metrics.get("mean") or {}, meta.metrics_split
     if isinstance(mean, dict) and mean.get("srcc") is not None:
         text += f"; {split} SRCC {mean['srcc']:.2f} on {mean.get('n', '?')} clips"
     else:
         text += "; no held-out metrics recorded"
-    ref = (meta.get("calibration") or {}).get("reference_note")
+    ref = (meta.calibration or {}).get("reference_note")
     if ref:
         text += f"; percentiles against {ref}"
     return (f"**Checkpoint {name}:** {text}. Scores on other kinds of footage are not validated"
@@ -290,17 +290,17 @@ def model_card_markdown(loaded, redact=lambda text: text) -> str:
                       for t in loaded.tasks)
     groups = ", ".join(f"{g} ({b - a})" for g, (a, b) in
                        {**spec.visual_groups, **spec.audio_groups}.items())
-    split = (meta.get("data") or {}).get("metrics_split", "validation")
     return "\n".join([
-        f"## Checkpoint `{loaded.path.name}` ({meta.get('model_name')})", "",
-        f"talkface {meta.get('talkface_version')} &middot; {trust_line(loaded, False)}", "",
+        f"## Checkpoint `{loaded.path.name}` ({meta.model_name})", "",
+        f"talkface {meta.talkface_version} &middot; {trust_line(loaded, False)}", "",
         _details("Tasks", "| task | label | range | better | meaning |\n|---|---|---|---|---|\n"
                  + tasks),
         _details("Features", f"- {spec.describe()}\n- groups: {groups}\n- extractor: "
                  f"`{json.dumps(spec.extractor.meaning())}`"),
-        _details("Training data", training_data_lines(meta.get("data", {})) + "\n\nCommand: `"
-                 + redact(str(meta.get("command", ""))) + "`"),
-        _details(f"Metrics ({split} split, N clips per task)", metrics_table(loaded.metrics)),
+        _details("Training data", training_data_lines(meta.data) + "\n\nCommand: `"
+                 + redact(meta.command) + "`"),
+        _details(f"Metrics ({meta.metrics_split} split, N clips per task)",
+                 metrics_table(loaded.metrics)),
         _details("Card", redact(loaded.card))])
 
 

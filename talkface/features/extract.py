@@ -48,6 +48,19 @@ class FeatureBundle:
     def warnings(self) -> list[str]:
         return list(self.info.get("warnings", []))
 
+    @property
+    def unjudged(self) -> dict[str, str]:
+        """Tasks this clip's inputs do not allow judging, with the reason: lip sync without an
+        audio track, with a silent one, or where the sync model could not judge."""
+        if not self.info.get("has_audio", True):
+            return {"lip_sync": "no audio track"}
+        if self.info.get("silent_audio", False):
+            return {"lip_sync": "the audio track is silent"}
+        sync = self.info.get("sync") or {}
+        if sync and not sync.get("judged", True):
+            return {"lip_sync": sync.get("reason", "cannot be judged")}
+        return {}
+
     def visual_column(self, name: str) -> np.ndarray:
         return self.visual[:, self.spec.visual_index(name)]
 
@@ -115,7 +128,7 @@ class Extractor:
                                                 "options": self.backend.options()})
         self.sync = None
         if self.config.sync:
-            from ..sync.model import load_sync_model
+            from ..sync.estimate import load_sync_model
             self.sync = load_sync_model(self.config.sync)
         self._identity = None
         self._spec: Optional[FeatureSpec] = None

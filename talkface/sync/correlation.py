@@ -64,16 +64,15 @@ def max_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> float:
 def correlation_sync(bundle):
     """A `SyncResult` from the mouth-opening / loudness correlation of a bundle (for features
     without the learned sync columns): distance = 1 - r per offset, LSE-style figures on it."""
-    from ..predict import unjudged_tasks
     from .result import SyncResult
     fps = bundle.spec.fps
-    spec, info = bundle.spec, bundle.info
+    spec = bundle.spec
     if "mouth_open" not in spec.visual_names or "log_rms" not in spec.audio_names:
         return SyncResult(False, "these features have no mouth opening", fps=fps,
                           method="correlation")
     mouth = np.where(bundle.valid, bundle.visual_column("mouth_open"), np.nan)
     level = bundle.audio_column("log_rms").astype(float)
-    reason = unjudged_tasks(info).get("lip_sync")
+    reason = bundle.unjudged.get("lip_sync")
     if reason is None and bundle.valid.sum() < 0.5 * fps:
         reason = "the face is visible for less than 0.5 s"
     if reason is not None:

@@ -10,6 +10,7 @@ the larger ones; any clip of 0.5 s (12 frames) or more can be judged.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -33,13 +34,21 @@ COLUMNS = ["sync_d0", "sync_dmin", "sync_local_conf", "sync_local_offset", "sync
            "sync_clip_offset", "sync_clip_score0", "sync_judged"]
 
 
+def load_sync_model(name_or_path: str | os.PathLike) -> "SyncEstimator":
+    """A `SyncEstimator` from a sync checkpoint: a shipped one by name ('sync') or a folder."""
+    from ..checkpoint import load_checkpoint
+    loaded = load_checkpoint(name_or_path, kind="sync")
+    return SyncEstimator(loaded.model, loaded.meta, loaded.path)
+
+
 class SyncEstimator:
     """A loaded sync model with its preprocessing; see the module docstring."""
 
-    def __init__(self, model: SyncNet, meta: dict, path: Optional[Path] = None) -> None:
+    def __init__(self, model: SyncNet, meta, path: Optional[Path] = None) -> None:
+        """`meta`: the checkpoint's `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
         self.model, self.meta, self.path = model, meta, path
-        self.fingerprint = meta["fingerprint"]
-        self.reliable_confidence = float(meta.get("reliable_confidence", 0.1))
+        self.fingerprint = meta.fingerprint
+        self.reliable_confidence = float(meta.reliable_confidence or 0.1)
 
     def column_names(self) -> list[str]:
         return list(COLUMNS)

@@ -1,4 +1,5 @@
-"""`SyncNet`: a small two-stream audio-visual embedding, and loading it from a checkpoint folder.
+"""`SyncNet`: a small two-stream audio-visual embedding (saved and loaded by `talkface.checkpoint`,
+kind "sync"; `talkface.sync.estimate.load_sync_model` wraps it for use).
 
 After Chung & Zisserman, "Out of time: automated lip sync in the wild" (ACCV workshops 2016):
 a visual stream over a 0.2 s window of the mouth and an audio stream over the matching 0.2 s of
@@ -18,11 +19,7 @@ One visual embedding per window t (frames t..t+4) and one audio embedding per vi
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -32,7 +29,6 @@ from torch import nn
 
 from .frontend import CROP_SIZE, N_MELS
 
-SYNC_FORMAT = 1
 
 
 class SyncOptions(BaseModel):
@@ -101,71 +97,3 @@ class SyncNet(nn.Module):
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel (B, n_mels, 4T + 1) -> (B, dim, T - 4), unit length."""
         return F.normalize(self.audio(mel), dim=1)
-
-
-def weights_fingerprint(state: dict) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def save_sync_model(folder: str | os.PathLike, model: SyncNet, meta: dict, card: str,
-                    shipping: bool = False) -> Path:
-    """A sync checkpoint folder: model.safetensors + meta.json + card.md (atomic)."""
-    import tempfile
-
-    from safetensors.torch import save_file
-
-    from ..checkpoint import SHIPPED, _make_readable, _publish
-    from ..errors import CheckpointError
-    folder = Path(folder)
-    if SHIPPED in folder.resolve().parents and not shipping:
-        raise CheckpointError(f"{folder} is a shipped checkpoint; write to another folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    full = {"format": SYNC_FORMAT, "kind": "sync", "options": model.options.model_dump(),
-            "fingerprint": weights_fingerprint(state), **meta}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    save_file(state, str(tmp / "model.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(full, indent=1))
-    (tmp / "card.md").write_text(card)
-    _make_readable(tmp)
-    if shipping:
-        import shutil
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    else:
-        _publish(tmp, folder)
-    return folder
-
-
-def load_sync_model(name_or_path: str | os.PathLike):
-    """A `SyncEstimator` from a sync checkpoint: a shipped one by name ('sync') or a folder."""
-    from safetensors.torch import load_file
-
-    from ..checkpoint import SHIPPED
-    from ..errors import CheckpointError
-    from .estimate import SyncEstimator
-    folder = Path(name_or_path)
-    if not folder.exists() and (SHIPPED / str(name_or_path)).exists():
-        folder = SHIPPED / str(name_or_path)
-    meta_path = folder / "meta.json"
-    if not meta_path.exists() or not (folder / "model.safetensors").exists():
-        raise CheckpointError(f"{name_or_path}: not a sync checkpoint (a shipped name such as "
-                              f"'sync', or a folder with model.safetensors and meta.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("kind") != "sync" or meta.get("format") != SYNC_FORMAT:
-        raise CheckpointError(f"{folder}: not a format-{SYNC_FORMAT} sync checkpoint")
-    model = SyncNet(SyncOptions.model_validate(meta["options"]))
-    state = load_file(str(folder / "model.safetensors"))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{folder}: weights do not match the sync model ({err})") from None
-    model.eval()
-    if weights_fingerprint(state) != meta["fingerprint"]:
-        raise CheckpointError(f"{folder}: weights differ from the ones meta.json describes")
-    return SyncEstimator(model, meta, folder)
