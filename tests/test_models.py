@@ -229,10 +229,41 @@ def test_shipped_checkpoint_is_improved_small_and_matches_the_default_extractor(
     assert loaded.meta["model_name"] == "improved" or (
         loaded.meta["model_name"] == "ensemble" and {m["name"] for m in members} == {"improved"})
     assert (SHIPPED / "model.safetensors").stat().st_size <= 20 * 2 ** 20
-    assert "python -m train" in loaded.meta["command"]
     loaded.spec.check_compatible(Extractor(loaded.spec.extractor).spec, "checkpoint",
                                  "extractor")
     assert loaded.spec.backend == "mesh"  # the backend for real footage
+
+
+def test_the_shipped_checkpoints_command_names_the_recipe_it_was_trained_with():
+    """The command stored with the shipped checkpoint, and shown on its card, rebuilds it: the
+    config it names, with its overrides, gives the shipped architecture (every member of an
+    ensemble, as many as --members) and the shipped feature settings."""
+    import argparse
+    import shlex
+
+    from talkface.features.extract import Extractor
+    from train.config import load_config
+    loaded = load_checkpoint(SHIPPED)
+    command = loaded.meta["command"]
+    assert command in (SHIPPED / "card.md").read_text()
+    words = shlex.split(command)
+    assert words[:2] == ["python", "-m"] and words[2] in ("train", "train.ensemble"), command
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="optimized")  # train.ensemble's default
+    parser.add_argument("--model")
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args, _ = parser.parse_known_args(words[3:])
+    cfg = load_config(args.config, args.overrides, model=args.model)
+    recipe = {"name": cfg.model.name, "options": cfg.model.kwargs()}
+    if words[2] == "train.ensemble":
+        members = loaded.meta["model_config"]["members"]
+        assert len(members) == args.members
+    else:
+        members = [{"name": loaded.meta["model_name"], "options": loaded.meta["model_config"]}]
+    assert all(member == recipe for member in members), (recipe, members)
+    loaded.spec.check_compatible(Extractor(cfg.data.features).spec, "checkpoint",
+                                 f"config {args.config}")
 
 
 @pytest.mark.slow
