@@ -223,11 +223,19 @@ def test_importing_talkface_is_light():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-def test_device_is_a_choice(checkpoint):
+@pytest.mark.gpu
+def test_auto_device_scores_on_cuda_as_the_cpu_does(checkpoint, face_video):
+    """With CUDA, `device="auto"` runs the model there, and a user gets the CPU's scores."""
+    import torch
+
     from talkface.api import load_scorer
-    scorer = load_scorer(checkpoint, cache=False, device="auto")
-    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
-    assert next(scorer.loaded.model.parameters()).device.type == expected
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    on_cuda = load_scorer(checkpoint, cache=False, device="auto")
+    assert next(on_cuda.loaded.model.parameters()).device.type == "cuda"
+    on_cpu = load_scorer(checkpoint, cache=False, device="cpu")
+    assert on_cuda.score(face_video).scores == pytest.approx(
+        on_cpu.score(face_video).scores, abs=1e-4)
 
 
 def test_compare_stats():

@@ -7,6 +7,7 @@ random-weight TEST FIXTURE (see test_api.py), not a trained model.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -91,8 +92,29 @@ def client(app, tmp_path_factory):
                   download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
-def test_app_binds_to_localhost_only(app):
-    assert app[0].startswith("http://127.0.0.1:")
+def listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The local addresses of the TCP sockets listening on `port` (Linux: /proc/net/tcp*)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if int(port_hex, 16) != port or state != "0A":  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+            found.append(ipaddress.ip_address(b"".join(raw[i:i + 4][::-1]
+                                                       for i in range(0, len(raw), 4))))
+    return found
+
+
+def test_app_listens_on_the_loopback_interface_only(app):
+    """Started without --host, the server is reachable from this machine only."""
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("reads the listening sockets from Linux's /proc/net/tcp")
+    addresses = listening_addresses(int(app[0].rsplit(":", 1)[1]))
+    assert addresses and all(a.is_loopback for a in addresses), addresses
 
 
 SCORE_OUTPUTS = ("status", "trust", "cards", "notes", "preview", "json", "radar", "heatmap",
@@ -250,5 +272,9 @@ def test_train_refuses_unknown_and_too_small_datasets(client, app, face_video):
     url, roots, workdir = app
     assert "unknown dataset" in train_start(client, "/etc")
     tiny_dataset(roots["data"] / "small", face_video, (4, 1, 1))  # under the minimum of 2
+    runs_before = sorted(roots["runs"].glob("*")) if roots["runs"].exists() else []
     message = train_start(client, "folder: small")
-    assert "running" not in message and "2" in message, message
+    # the refusal says which splits are short, by how much, and what the minimum is
+    assert "(train 4, val 1, test 1)" in message and "minimum is 2" in message, message
+    assert "val and test are short" in message, message
+    assert (sorted(roots["runs"].glob("*")) if roots["runs"].exists() else []) == runs_before

@@ -207,22 +207,6 @@ def test_pyfeats_own_not_found_error_is_translated(hub, tmp_path, monkeypatch):
             create_backend("pyfeat", threads=1)
 
 
-@pytest.mark.slow
-def test_fixture_restores_pyfeat_after_the_block():
-    import feat.detector
-    import feat.utils.io
-    import huggingface_hub.constants as hub_constants
-    real = os.path.join(os.path.dirname(feat.__file__), "resources")
-    before = (feat.utils.io.get_resource_path(), feat.detector.get_resource_path(),
-              hub_constants.HF_HUB_OFFLINE, sorted(os.listdir(real)))
-    with random_weights_hub(seed=1, xgb_trees=2) as root:
-        assert feat.detector.get_resource_path() == str(root)
-        assert (root / "models--py-feat--retinaface_r34" / "refs" / "main").exists()
-    after = (feat.utils.io.get_resource_path(), feat.detector.get_resource_path(),
-             hub_constants.HF_HUB_OFFLINE, sorted(os.listdir(real)))
-    assert after == before and not root.exists()
-
-
 def test_registry_import_does_not_load_pyfeat():
     code = ("import sys; from talkface.features import list_backends; "
             "assert 'pyfeat' in list_backends(); assert 'feat' not in sys.modules, 'feat loaded'")
