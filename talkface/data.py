@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .constants import TASKS
 from .errors import DatasetError
 from .features.batch import run_per_file
 from .features.extract import FeatureBundle
 from .predict import Clip, pad_batch
 from .spec import ExtractorConfig, FeatureSpec, TaskSpec, tasks_from_names
+from .tasks import TASKS
 
 log = logging.getLogger(__name__)
 

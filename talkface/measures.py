@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .constants import FPS, HOP
+from .tasks import OVERALL_WEIGHTS
 
 # ---- quality curves --------------------------------------------------------------------------
 
@@ -80,11 +81,9 @@ def freeze_fraction(frame_diff: np.ndarray, valid: np.ndarray) -> float:
 
 # ---- the overall combination -----------------------------------------------------------------
 
-OVERALL_WEIGHTS = {"lip_sync": 0.4, "visual_quality": 0.3, "temporal_quality": 0.3}
-
-
 def combine_overall(lip_sync: float, visual: float, temporal: float) -> float:
-    """Weighted geometric mean of the aspects; without a lip-sync judgement (no audio), the
+    """Weighted geometric mean of the aspects (weights from the task table,
+    `talkface.tasks.OVERALL_WEIGHTS`); without a lip-sync judgement (no audio), the
     geometric mean of visual and temporal quality."""
     if lip_sync is None or not math.isfinite(lip_sync):
         return math.sqrt(visual * temporal)

@@ -156,8 +156,8 @@ def check_manifest(folder: Path) -> pd.DataFrame:
 def split_sizes(frame: pd.DataFrame, config_file: Optional[Path] = None) -> dict[str, int]:
     """How many labelled clips the training run will put in each split, computed the way
     `talkface.data.load_dataset` does with the config's split settings."""
-    from ..constants import TASKS
     from ..data import assign_splits
+    from ..tasks import TASKS
     data = {}
     if config_file is not None and Path(config_file).exists():
         data = (yaml.safe_load(Path(config_file).read_text()) or {}).get("data") or {}

@@ -15,8 +15,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ..constants import TASKS
 from ..errors import DatasetError, TalkfaceError
+from ..tasks import TASKS
 from .jobs import SAMPLES_DIR
 
 DEMO_DIR = SAMPLES_DIR

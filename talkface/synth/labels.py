@@ -30,10 +30,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..constants import TASKS
 from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, q_curve,
                         q_offset)
 from ..measures import offset_for as _offset_for
+from ..tasks import TASKS
 
 LABEL_VERSION = "synth-labels-1"
 REAL_LABEL_VERSION = "real-labels-1"
