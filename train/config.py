@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from talkface.augment import AugmentConfig
 from talkface.errors import ConfigError
+from talkface.metrics import METRIC_NAMES
 from talkface.models.registry import model_options
 from talkface.spec import ExtractorConfig
 
@@ -75,7 +76,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     grad_clip: Optional[float] = Field(1.0, gt=0)
     patience: Optional[int] = Field(8, gt=0)
-    select_metric: Literal["mse", "mae", "r2", "pearson", "srcc", "krcc"] = "mse"
+    select_metric: Literal[METRIC_NAMES] = "mse"  # one of the metric table's names
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     consistency_weight: float = Field(0.0, ge=0)
     task_weight_lr_scale: float = Field(1.0, gt=0)

@@ -21,10 +21,10 @@ import numpy as np
 
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
+from talkface.metrics import METRIC_NAMES
 from talkface.predict import Clip, predict_arrays
 
 from .loop import metrics_of
-from .metrics import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from safetensors.torch import load_file
 from talkface.checkpoint import save_checkpoint
 from talkface.data import TalkfaceData, collate, load_dataset
 from talkface.errors import ConfigError
+from talkface.metrics import HIGHER_IS_BETTER, task_metrics
 from talkface.models import TalkfaceModel, create_model
 from talkface.models.losses import multitask_loss, smooth_targets
 from talkface.predict import predict_arrays
 
 from .config import Config, save_config
-from .metrics import HIGHER_IS_BETTER, task_metrics
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ import yaml
 
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import ConfigError, TalkfaceError
+from talkface.metrics import HIGHER_IS_BETTER
 
 from .config import Config, load_config, save_config
 from .loop import train
-from .metrics import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from talkface.markdown import markdown_table
 from talkface.measures import highpass, loudness_db
 from talkface.sync.correlation import correlation_curve
 from talkface.sync.frontend import normalise_mel
@@ -255,14 +256,13 @@ SUMMARY = ("whole_exact", "whole_within_1", "whole_relative_within_1", "ctx5_wit
 
 
 def summary_table(report: dict) -> str:
-    rows = ["| split | model | " + " | ".join(SUMMARY) + " |", "|" + "---|" * (len(SUMMARY) + 2)]
+    rows = []
     for split in ("val", "test", "cv"):
         for who in ("model", "baseline"):
             figures = (report.get(split) or {}).get(who)
             if figures:
-                rows.append(f"| {split} | {who} | " + " | ".join(
-                    f"{figures[k]:.3f}" for k in SUMMARY) + " |")
-    return "\n".join(rows)
+                rows.append([split, who, *(f"{figures[k]:.3f}" for k in SUMMARY)])
+    return markdown_table(["split", "model", *SUMMARY], rows)
 
 
 def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
