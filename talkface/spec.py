@@ -15,7 +15,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .constants import FPS, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE
+from .constants import FPS, MAX_SECONDS, MAX_SIDE, MIN_SECONDS, SAMPLE_RATE
 from .errors import SpecMismatch
 from .tasks import task_row
 
@@ -41,7 +41,7 @@ class ExtractorConfig(BaseModel):
     options: dict = Field(default_factory=dict)
     fps: float = Field(FPS, gt=0)
     sample_rate: int = Field(SAMPLE_RATE, gt=0)
-    max_side: int = Field(512, gt=16)  # frames handed to per-frame backends (not to `mesh`)
+    max_side: int = Field(MAX_SIDE, gt=16)  # frames handed to per-frame backends (not to `mesh`)
     sync: Optional[str] = None
     max_seconds: float = Field(MAX_SECONDS, gt=0)
     min_seconds: float = Field(MIN_SECONDS, ge=0)
