@@ -21,7 +21,7 @@ import math
 import cv2
 import numpy as np
 
-from .constants import FPS, HOP
+from .constants import FPS, HOP, MAX_OFFSET_FRAMES
 from .tasks import OVERALL_WEIGHTS
 
 # ---- quality curves --------------------------------------------------------------------------
@@ -59,9 +59,10 @@ def q_offset(offset_frames: float, fps: float = FPS) -> float:
 
 
 def offset_for(target: float, audio_late: bool, fps: float = FPS) -> float:
-    """The signed offset in frames whose `q_offset` equals `target`."""
+    """The signed offset in frames whose `q_offset` equals `target`, capped at
+    MAX_OFFSET_FRAMES (the largest offset the sync search can measure)."""
     x50, k = offset_curve(audio_late)
-    frames = invert_curve(target, x50, k) * fps / 1000.0
+    frames = min(invert_curve(target, x50, k) * fps / 1000.0, MAX_OFFSET_FRAMES)
     return frames if audio_late else -frames
 
 
