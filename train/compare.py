@@ -95,9 +95,7 @@ def markdown(summary: dict, baseline: Optional[dict], note: str, seeds: list[int
 
 def run_compare(data_path: str, seeds: list[int], out: Path, original: Config,
                 improved: Config) -> dict:
-    d = improved.data
-    data = load_dataset(data_path, d.tasks, d.features, d.cache_dir, d.split_by,
-                        d.val_fraction, d.test_fraction, d.split_seed, d.workers, progress=True)
+    data = load_dataset(data_path, improved.data, progress=True)
     if not data.splits["test"]:
         raise TalkfaceError(f"{data_path}: the test split is empty")
     runs: dict[str, list[dict]] = {"original": [], "improved": []}

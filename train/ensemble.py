@@ -144,10 +144,7 @@ def run_ensemble(args: argparse.Namespace, command: str) -> dict:
     else:
         cfg = load_config(args.config, args.overrides, data=args.data, epochs=args.epochs,
                           output_dir=str(out))
-        d = cfg.data
-        data = load_dataset(d.path, d.tasks, d.features, d.cache_dir, d.split_by,
-                            d.val_fraction, d.test_fraction, d.split_seed, d.workers,
-                            progress=True)
+        data = load_dataset(cfg.data.path, cfg.data, progress=True)
         runs = train_members(cfg, data, args.members, out, command)
         members = [load_checkpoint(r / "best") for r in runs]
     model = build_ensemble(members)
