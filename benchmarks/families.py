@@ -28,10 +28,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from talkface.checkpoint import load_checkpoint  # noqa: E402
+from talkface.markdown import markdown_table  # noqa: E402
+from talkface.metrics import srcc  # noqa: E402
 from talkface.predict import predict_arrays  # noqa: E402
 from talkface.synth import labels  # noqa: E402
 from train.evaluate import load_eval_data  # noqa: E402
-from train.metrics import srcc  # noqa: E402
 
 TARGETS = {"lip_sync": 0.9, "visual_quality": 0.9, "temporal_quality": 0.85}
 
@@ -89,19 +90,18 @@ def family_figures(table: pd.DataFrame) -> dict:
 
 
 def report(fig: dict) -> str:
-    lines = ["| factor | task | families | mean SRCC | target | largest other-task range |",
-             "|---|---|---|---|---|---|"]
+    factors = []
     for factor, e in sorted(fig["factors"].items(), key=lambda kv: kv[1]["task"]):
         other = max(e["crosstalk"].items(), key=lambda kv: kv[1], default=("", float("nan")))
-        lines.append(f"| {factor} | {e['task']} | {e['families']} | {e['mean_srcc']:.3f} | "
-                     f"{TARGETS[e['task']]} | {other[0]} {other[1]:.3f} |")
-    lines += ["", "| clean clips | " + " | ".join(labels.TASKS) + " |",
-              "|---|" + "---|" * len(labels.TASKS)]
-    for kind, tasks in fig["clean"].items():
-        lines.append(f"| {kind} (n={tasks['visual_quality']['n']}) | " + " | ".join(
-            f"{tasks[t]['mean']:.2f} ({tasks[t]['share_at_least_0.8']:.0%} >= 0.8)"
-            for t in labels.TASKS) + " |")
-    return "\n".join(lines)
+        factors.append([factor, e["task"], e["families"], f"{e['mean_srcc']:.3f}",
+                        TARGETS[e["task"]], f"{other[0]} {other[1]:.3f}"])
+    clean = [[f"{kind} (n={tasks['visual_quality']['n']})",
+              *(f"{tasks[t]['mean']:.2f} ({tasks[t]['share_at_least_0.8']:.0%} >= 0.8)"
+                for t in labels.TASKS)] for kind, tasks in fig["clean"].items()]
+    return "\n".join([
+        markdown_table(["factor", "task", "families", "mean SRCC", "target",
+                        "largest other-task range"], factors), "",
+        markdown_table(["clean clips", *labels.TASKS], clean)])
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from talkface.api import load_scorer  # noqa: E402
+from talkface.tasks import TASKS  # noqa: E402
 
 
 def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
@@ -77,8 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("artifacts/generators.csv"))
     args = p.parse_args(argv)
     table = score_table(args.real, args.kinds, args.checkpoint)
-    tasks = [c for c in ("lip_sync", "visual_quality", "temporal_quality", "overall")
-             if c in table.columns]
+    tasks = [c for c in TASKS if c in table.columns]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(summary(table, tasks).to_string(index=False))

@@ -46,9 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from talkface import media  # noqa: E402
+from talkface.constants import FPS, SAMPLE_RATE  # noqa: E402
 
-FPS = 25.0
-SAMPLE_RATE = media.DEFAULT_SAMPLE_RATE
 SAMPLES = ROOT / "talkface" / "app" / "samples"
 GB = 1e9
 

@@ -252,7 +252,7 @@ def _renamed(result: ScoreResult, file: str) -> ScoreResult:
 
 
 def read_frames(video: str | os.PathLike, indices: Iterable[int], fps: float,
-                max_side: int = 192, max_seconds: float = media.DEFAULT_MAX_SECONDS) \
+                max_side: int = 192, max_seconds: float = media.MAX_SECONDS) \
         -> dict[int, np.ndarray]:
     """Decode only the frames at `indices` on the fps grid: {index: (H, W, 3) uint8}."""
     wanted = set(int(i) for i in indices)

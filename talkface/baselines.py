@@ -23,10 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from .constants import TASKS
 from .measures import FREEZE_K, FREEZE_X50, combine_overall, freeze_fraction, highpass, q_curve
 from .measures import q_offset
 from .sync.correlation import correlation_curve
+from .tasks import TASKS
 
 
 def _col(bundle, name: str) -> np.ndarray:

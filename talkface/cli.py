@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 from tqdm import tqdm
 
-from .constants import FPS, MAX_SECONDS
+from .constants import FPS, MAX_SECONDS, MAX_SIDE
 from .errors import TalkfaceError
 from .spec import DEFAULT_BACKEND
 from .features.batch import run_per_file
@@ -98,7 +98,7 @@ def _add_extract(sub) -> None:
     p.add_argument("--out", required=True, help="output folder for .npz + .json bundles")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--fps", type=float, default=FPS)
-    p.add_argument("--max-side", dest="max_side", type=int, default=512)
+    p.add_argument("--max-side", dest="max_side", type=int, default=MAX_SIDE)
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=MAX_SECONDS)
     p.add_argument("--overwrite", action="store_true", help="redo files already extracted")
     p.set_defaults(func=run_extract)

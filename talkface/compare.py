@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from .spec import TaskSpec
+from .tasks import OVERALL
 
 
 @dataclass
@@ -119,7 +120,7 @@ def leaderboard(frame: pd.DataFrame, tasks: list[TaskSpec],
         return board
     names = [t.name for t in tasks]
     signs = {t.name: 1.0 if t.higher_is_better else -1.0 for t in tasks}
-    rank = board["overall_with_failures"] * signs["overall"] if "overall" in names else \
+    rank = board[f"{OVERALL}_with_failures"] * signs[OVERALL] if OVERALL in names else \
         sum(board[f"{n}_with_failures"] * signs[n] for n in names) / len(names)
     board = board.assign(_rank=rank).sort_values("_rank", ascending=False, na_position="last")
     return board.drop(columns="_rank").reset_index(drop=True)

@@ -9,4 +9,7 @@ SAMPLE_RATE = 16000  # audio samples per second (mono)
 HOP = int(round(SAMPLE_RATE / FPS))  # 640 audio samples per video frame
 MIN_SECONDS = 0.5  # below this there is not one syllable to judge lip sync on
 MAX_SECONDS = 120.0  # longer clips are analysed up to here, with a warning
-TASKS = ("lip_sync", "visual_quality", "temporal_quality", "overall")
+MAX_SIDE = 512  # longest side of the frames handed to per-frame visual backends
+# audio-visual offsets are searched (and the sync model trained, and benchmark offsets
+# generated) over -MAX_OFFSET_FRAMES..+MAX_OFFSET_FRAMES frames: +-600 ms at 25 fps
+MAX_OFFSET_FRAMES = 15

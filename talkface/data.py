@@ -21,18 +21,40 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from .constants import TASKS
 from .errors import DatasetError
 from .features.batch import run_per_file
 from .features.extract import FeatureBundle
 from .predict import Clip, pad_batch
 from .spec import ExtractorConfig, FeatureSpec, TaskSpec, tasks_from_names
+from .tasks import TASKS
 
 log = logging.getLogger(__name__)
 
 GROUP_COLUMNS = ("speaker", "face", "voice", "generator")
 SPLITS = ("train", "val", "test")
+
+
+class DataSettings(BaseModel):
+    """How a manifest becomes a dataset, with every default defined once: which tasks, how
+    features are extracted and cached, and how clips are split. `load_dataset` takes it whole;
+    the training config's `data` section is one (plus the manifest path and the crop length).
+
+    `split_by`: "auto" (the manifest's `split` column, else the first group column present,
+    else rows), "split", a group column name, or "row".
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: Optional[list[str]] = None  # None: the default tasks the manifest has columns for
+    features: ExtractorConfig = Field(default_factory=ExtractorConfig)
+    cache_dir: Optional[str] = None
+    split_by: str = "auto"
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    workers: int = Field(1, ge=1)  # processes extracting features
 
 
 # --- manifest and tasks --------------------------------------------------------------------------
@@ -81,10 +103,9 @@ def select_tasks(frame: pd.DataFrame, names: Optional[Sequence[str]] = None) -> 
     return tasks_from_names(list(names), ranges)
 
 
-def assign_splits(frame: pd.DataFrame, split_by: str = "auto", val_fraction: float = 0.15,
-                  test_fraction: float = 0.15, seed: int = 0) -> np.ndarray:
-    """(N,) array of "train"/"val"/"test". `split_by`: "auto" (the `split` column, else the
-    first group column present, else rows), "split", a group column name, or "row"."""
+def assign_splits(frame: pd.DataFrame, settings: DataSettings = DataSettings()) -> np.ndarray:
+    """(N,) array of "train"/"val"/"test", as `settings.split_by` says (see `DataSettings`)."""
+    split_by = settings.split_by
     if split_by == "auto":
         split_by = "split" if "split" in frame.columns else next(
             (c for c in GROUP_COLUMNS if c in frame.columns), "row")
@@ -97,11 +118,12 @@ def assign_splits(frame: pd.DataFrame, split_by: str = "auto", val_fraction: flo
     if split_by != "row" and split_by not in frame.columns:
         raise DatasetError(f"cannot split by {split_by!r}: no such manifest column")
     keys = np.arange(len(frame)) if split_by == "row" else frame[split_by].astype(str).to_numpy()
-    side = split_groups(keys.tolist(), seed, val_fraction, test_fraction)
+    side = split_groups(keys.tolist(), settings.split_seed, settings.val_fraction,
+                        settings.test_fraction)
     return np.array([side[k] for k in keys.tolist()])
 
 
-def split_groups(keys, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15,
+def split_groups(keys, seed: int, val_fraction: float, test_fraction: float,
                  at_least_one: bool = False) -> dict:
     """Group key -> "train"/"val"/"test" for whole groups (speakers, faces, voices), shuffled
     by `seed`. `at_least_one`: val and test get a group each when there are three or more."""
@@ -256,27 +278,26 @@ class TalkfaceData:
                 "skipped": len(self.skipped), "features": self.spec.describe(), "split": split}
 
 
-def load_dataset(path: str | os.PathLike, tasks: Optional[Sequence[str]] = None,
-                 extractor: Optional[ExtractorConfig] = None, cache_dir: Optional[str] = None,
-                 split_by: str = "auto", val_fraction: float = 0.15, test_fraction: float = 0.15,
-                 seed: int = 0, workers: int = 1, progress: bool = False,
-                 split_map: Optional[dict[str, str]] = None) -> TalkfaceData:
+def load_dataset(path: str | os.PathLike, settings: DataSettings = DataSettings(),
+                 split_map: Optional[dict[str, str]] = None, progress: bool = False
+                 ) -> TalkfaceData:
     """Manifest folder or CSV -> TalkfaceData with train/val/test clips (features cached).
 
-    `split_map` (file -> split, e.g. from a checkpoint) overrides `split_by`: files it does not
-    name were never seen by that checkpoint and go to "test"."""
+    `split_map` (file -> split, e.g. from a checkpoint) overrides `settings.split_by`: files it
+    does not name were never seen by that checkpoint and go to "test"."""
+    s = settings
     frame, root = read_manifest(path)
-    task_specs = select_tasks(frame, tasks)
+    task_specs = select_tasks(frame, s.tasks)
     names = frame["file"].astype(str).tolist()
     if split_map is not None:
         splits = np.array([split_map.get(f, "test") for f in names])
         split = {"split_by": "checkpoint", "map": dict(zip(names, splits.tolist()))}
     else:
-        splits = assign_splits(frame, split_by, val_fraction, test_fraction, seed)
-        split = {"split_by": split_by, "seed": seed, "val_fraction": val_fraction,
-                 "test_fraction": test_fraction, "map": dict(zip(names, splits.tolist()))}
+        splits = assign_splits(frame, s)
+        split = {"split_by": s.split_by, "seed": s.split_seed, "val_fraction": s.val_fraction,
+                 "test_fraction": s.test_fraction, "map": dict(zip(names, splits.tolist()))}
     files = [str(root / f) for f in names]
-    bundles = load_bundles(files, extractor, cache_dir, workers, progress)
+    bundles = load_bundles(files, s.features, s.cache_dir, s.workers, progress)
     skipped = [b for b in bundles if isinstance(b, str)]
     for message in skipped:
         log.warning("skipped %s", message)

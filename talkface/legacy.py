@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .constants import FPS
 from .errors import DatasetError
 from .features.extract import FeatureBundle
 from .spec import ExtractorConfig, FeatureSpec
@@ -238,7 +239,7 @@ def score_keys(samples: list[dict]) -> list[str]:
     return keys
 
 
-def convert(samples: list[dict], out: Path, fps: float = 25.0) -> pd.DataFrame:
+def convert(samples: list[dict], out: Path, fps: float = FPS) -> pd.DataFrame:
     """Write bundles + manifest.csv under `out`; returns the manifest."""
     if not samples:
         raise DatasetError("the pickle holds no samples")
@@ -284,7 +285,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--trust", action="store_true",
                    help="I know where this pickle comes from (unpickling can run code)")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the old features")
+    p.add_argument("--fps", type=float, default=FPS, help="frame rate of the old features")
     return p
 
 

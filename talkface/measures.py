@@ -21,7 +21,8 @@ import math
 import cv2
 import numpy as np
 
-from .constants import FPS, HOP
+from .constants import FPS, HOP, MAX_OFFSET_FRAMES
+from .tasks import OVERALL_WEIGHTS
 
 # ---- quality curves --------------------------------------------------------------------------
 
@@ -58,9 +59,10 @@ def q_offset(offset_frames: float, fps: float = FPS) -> float:
 
 
 def offset_for(target: float, audio_late: bool, fps: float = FPS) -> float:
-    """The signed offset in frames whose `q_offset` equals `target`."""
+    """The signed offset in frames whose `q_offset` equals `target`, capped at
+    MAX_OFFSET_FRAMES (the largest offset the sync search can measure)."""
     x50, k = offset_curve(audio_late)
-    frames = invert_curve(target, x50, k) * fps / 1000.0
+    frames = min(invert_curve(target, x50, k) * fps / 1000.0, MAX_OFFSET_FRAMES)
     return frames if audio_late else -frames
 
 
@@ -80,11 +82,9 @@ def freeze_fraction(frame_diff: np.ndarray, valid: np.ndarray) -> float:
 
 # ---- the overall combination -----------------------------------------------------------------
 
-OVERALL_WEIGHTS = {"lip_sync": 0.4, "visual_quality": 0.3, "temporal_quality": 0.3}
-
-
 def combine_overall(lip_sync: float, visual: float, temporal: float) -> float:
-    """Weighted geometric mean of the aspects; without a lip-sync judgement (no audio), the
+    """Weighted geometric mean of the aspects (weights from the task table,
+    `talkface.tasks.OVERALL_WEIGHTS`); without a lip-sync judgement (no audio), the
     geometric mean of visual and temporal quality."""
     if lip_sync is None or not math.isfinite(lip_sync):
         return math.sqrt(visual * temporal)

@@ -20,16 +20,12 @@ import av
 import cv2
 import numpy as np
 
+from .constants import FPS, MAX_SECONDS, MAX_SIDE, MIN_SECONDS, SAMPLE_RATE
 from .errors import (CorruptMedia, FileTooLarge, MediaError, NoDecodableFrames, NotAMediaFile,
                      NoVideoStream, TooShort)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 25.0
-DEFAULT_SAMPLE_RATE = 16000
-DEFAULT_MAX_SIDE = 512
-DEFAULT_MAX_SECONDS = 120.0
-MIN_SECONDS = 0.5  # below this there is not one syllable to judge lip sync on
 MAX_FILE_BYTES = 2 * 1024 ** 3
 
 
@@ -269,9 +265,9 @@ def _grid(path: str | os.PathLike, fps: float, max_seconds: float, convert) -> I
             k += 1
 
 
-def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
-                max_side: int = DEFAULT_MAX_SIDE,
-                max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, fps: float = FPS,
+                max_side: int = MAX_SIDE,
+                max_seconds: float = MAX_SECONDS) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3), long side at most `max_side`, on the time grid k / fps.
 
     Only the previous source frame is held, never the whole clip. Stops at `max_seconds`.
@@ -279,8 +275,8 @@ def iter_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
     return _grid(path, fps, max_seconds, lambda frame: _to_rgb(frame, max_side))
 
 
-def iter_native_frames(path: str | os.PathLike, fps: float = DEFAULT_FPS,
-                       max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[NativeFrame]:
+def iter_native_frames(path: str | os.PathLike, fps: float = FPS,
+                       max_seconds: float = MAX_SECONDS) -> Iterator[NativeFrame]:
     """Yield `NativeFrame`s (source resolution, upright) on the time grid k / fps."""
     return _grid(path, fps, max_seconds, NativeFrame.from_av)
 
@@ -330,8 +326,8 @@ def prefetched(items: Iterator, size: int = 16) -> Iterator:
                 thread.join(0.05)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE,
-               max_seconds: float = DEFAULT_MAX_SECONDS) -> Optional[np.ndarray]:
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               max_seconds: float = MAX_SECONDS) -> Optional[np.ndarray]:
     """Decode the first audio track to mono float32 at `sample_rate`; None when there is none.
 
     Sample 0 is the instant of video frame 0: audio that starts later than the video is padded
@@ -401,9 +397,9 @@ def length_warning(info: MediaInfo, max_seconds: float) -> Optional[str]:
     return None
 
 
-def load_clip(path: str | os.PathLike, fps: float = DEFAULT_FPS,
-              sample_rate: int = DEFAULT_SAMPLE_RATE, max_side: int = DEFAULT_MAX_SIDE,
-              max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
+def load_clip(path: str | os.PathLike, fps: float = FPS,
+              sample_rate: int = SAMPLE_RATE, max_side: int = MAX_SIDE,
+              max_seconds: float = MAX_SECONDS) -> Clip:
     """Decode a whole (downscaled, capped) clip into memory. For short clips, tests and tools;
     feature extraction streams with `iter_frames` instead."""
     info = probe(path)
@@ -416,8 +412,8 @@ def load_clip(path: str | os.PathLike, fps: float = DEFAULT_FPS,
                 info, capped=warning is not None)
 
 
-def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS,
-                audio: Optional[np.ndarray] = None, sample_rate: int = DEFAULT_SAMPLE_RATE,
+def write_video(path: str | os.PathLike, frames, fps: float = FPS,
+                audio: Optional[np.ndarray] = None, sample_rate: int = SAMPLE_RATE,
                 codec: str = "libx264", crf: Optional[int] = 18,
                 options: Optional[dict] = None) -> None:
     """Encode RGB uint8 frames (an array (T, H, W, 3) or any iterable of (H, W, 3)) and optional

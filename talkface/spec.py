@@ -15,8 +15,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .constants import FPS, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE
+from .constants import FPS, MAX_SECONDS, MAX_SIDE, MIN_SECONDS, SAMPLE_RATE
 from .errors import SpecMismatch
+from .tasks import task_row
 
 SPEC_FORMAT = 2
 DEFAULT_BACKEND = "mesh"
@@ -40,7 +41,7 @@ class ExtractorConfig(BaseModel):
     options: dict = Field(default_factory=dict)
     fps: float = Field(FPS, gt=0)
     sample_rate: int = Field(SAMPLE_RATE, gt=0)
-    max_side: int = Field(512, gt=16)  # frames handed to per-frame backends (not to `mesh`)
+    max_side: int = Field(MAX_SIDE, gt=16)  # frames handed to per-frame backends (not to `mesh`)
     sync: Optional[str] = None
     max_seconds: float = Field(MAX_SECONDS, gt=0)
     min_seconds: float = Field(MIN_SECONDS, ge=0)
@@ -176,23 +177,16 @@ class TaskSpec(BaseModel):
         return 1.0 + 4.0 * (frac if self.higher_is_better else 1.0 - frac)
 
 
-DEFAULT_TASK_TEXT = {
-    "lip_sync": ("Lip sync", "Do the lips move with the speech, at the right time?"),
-    "visual_quality": ("Visual quality", "Is the face sharp and free of noise and compression?"),
-    "temporal_quality": ("Temporal quality", "Is motion smooth: no shake, freezes or flicker?"),
-    "overall": ("Overall", "How good is the clip as a whole?"),
-}
-
-
-VISUAL_TASKS = ("visual_quality", "temporal_quality")  # judged from the picture alone
-
-
-def make_task(name: str, low: float = 0.0, high: float = 1.0) -> TaskSpec:
-    label, desc = DEFAULT_TASK_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
-    return TaskSpec(name=name, low=low, high=high, label=label, description=desc,
-                    inputs="visual" if name in VISUAL_TASKS else "audiovisual")
+def make_task(name: str, low: Optional[float] = None, high: Optional[float] = None) -> TaskSpec:
+    """The TaskSpec of task `name` from the task table (`talkface.tasks`); `low`/`high` replace
+    the table's default range (e.g. the range a dataset's labels were found in)."""
+    row = task_row(name)
+    return TaskSpec(name=name, low=row.low if low is None else low,
+                    high=row.high if high is None else high,
+                    higher_is_better=row.higher_is_better, label=row.label,
+                    description=row.description, inputs=row.inputs)
 
 
 def tasks_from_names(names: list[str], ranges: Optional[dict] = None) -> list[TaskSpec]:
     ranges = ranges or {}
-    return [make_task(n, *ranges.get(n, (0.0, 1.0))) for n in names]
+    return [make_task(n, *ranges.get(n, (None, None))) for n in names]

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from talkface import tasks as talkface_tasks
 from talkface.spec import ExtractorConfig, FeatureSpec, tasks_from_names
+
+if TYPE_CHECKING:
+    from talkface.features import Extractor
 
 
 def make_spec(dv: int = 7, da: int = 5) -> FeatureSpec:
@@ -13,7 +18,7 @@ def make_spec(dv: int = 7, da: int = 5) -> FeatureSpec:
                        extractor=ExtractorConfig(backend="test"), backend_version="1")
 
 
-TASKS = ["lip_sync", "visual_quality", "temporal_quality", "overall"]
+TASKS = list(talkface_tasks.TASKS)
 SMALL = {"encoder_dim": 32, "num_layers": 1, "visual_layers": 1, "num_heads": 2,
          "encoder_layers": 1, "dropout": 0.0}
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from talkface.data import (assign_splits, collate, infer_range, load_dataset, read_manifest,
-                           select_tasks)
+from talkface.data import (DataSettings, assign_splits, collate, infer_range, load_dataset,
+                           read_manifest, select_tasks)
 from talkface.errors import DatasetError, SpecMismatch
 from talkface.features.extract import FeatureBundle
 from talkface.spec import FeatureSpec
@@ -96,13 +96,14 @@ def test_a_split_map_decides_the_split_and_unknown_files_are_test(tmp_path):
 def test_group_split_keeps_each_face_on_one_side():
     frame = pd.DataFrame({"file": [f"f{i}" for i in range(60)],
                           "face": [f"id{i % 12}" for i in range(60)]})
-    splits = assign_splits(frame, "auto", 0.2, 0.2, seed=3)
+    settings = DataSettings(val_fraction=0.2, test_fraction=0.2, split_seed=3)
+    splits = assign_splits(frame, settings)
     for _, group in frame.assign(split=splits).groupby("face"):
         assert group["split"].nunique() == 1
     assert set(splits) == {"train", "val", "test"}
-    assert (assign_splits(frame, "auto", 0.2, 0.2, seed=3) == splits).all()  # deterministic
+    assert (assign_splits(frame, settings) == splits).all()  # deterministic
     with pytest.raises(DatasetError, match="generator"):
-        assign_splits(frame, "generator")
+        assign_splits(frame, DataSettings(split_by="generator"))
 
 
 def test_collate_pads_and_masks():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from talkface.cli import main as cli_main
-from talkface.data import load_dataset
+from talkface.data import DataSettings, load_dataset
 from talkface.errors import DatasetError
 from talkface.features.extract import FeatureBundle
 from talkface.legacy import as_samples, convert, read_pickle
@@ -39,7 +39,8 @@ def test_list_of_dicts_imports_through_the_cli(tmp_path, capsys):
     bundle = FeatureBundle.load(tmp_path / "ds" / manifest["file"][1])
     assert bundle.visual.shape == (21, 9) and bundle.audio.shape == (21, 3)
     assert bundle.spec.backend == "legacy" and bundle.spec.visual_names[0] == "v0000"
-    data = load_dataset(tmp_path / "ds", split_by="row", val_fraction=0.25, test_fraction=0.25)
+    data = load_dataset(tmp_path / "ds", DataSettings(split_by="row", val_fraction=0.25,
+                                                      test_fraction=0.25))
     assert data.task_names == ["lip_sync", "overall"] and data.spec.visual_dim == 9
 
 

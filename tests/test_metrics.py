@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from train.metrics import krcc, mae, mse, pearson, r2, rankdata, regression_metrics, srcc, \
+from talkface.metrics import krcc, mae, mse, pearson, r2, rankdata, regression_metrics, srcc, \
     task_metrics
 
 
@@ -61,3 +61,21 @@ def test_task_metrics_mean_row():
     out = task_metrics(preds, trues)
     assert out["a"] == regression_metrics(preds["a"], trues["a"])
     assert out["mean"]["mse"] == pytest.approx((out["a"]["mse"] + out["b"]["mse"]) / 2)
+
+
+def test_metric_table_direction_matches_each_function():
+    """Each metric's higher_is_better agrees with what its function does: a close prediction
+    scores better than a poor one in the stated direction."""
+    from talkface.metrics import METRICS
+    rng = np.random.default_rng(1)
+    true = rng.random(50)
+    close, poor = true + rng.normal(0, 0.05, 50), true + rng.normal(0, 0.5, 50)
+    for metric in METRICS:
+        good, bad = metric.function(close, true), metric.function(poor, true)
+        assert (good > bad) == metric.higher_is_better, metric.name
+
+
+def test_markdown_table_has_one_rule_and_equal_rows():
+    from talkface.markdown import markdown_table
+    text = markdown_table(["task", "MSE"], [["a", "0.1"], ["b", 2]])
+    assert text.splitlines() == ["| task | MSE |", "|---|---|", "| a | 0.1 |", "| b | 2 |"]

@@ -22,14 +22,14 @@ import numpy as np
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
 from talkface.features.extract import FeatureBundle
+from talkface.markdown import markdown_table
+from talkface.metrics import LABELS, SHOWN_METRICS, task_metrics
 
 from .config import Config, load_config
 from .loop import train
-from .metrics import task_metrics
 
 log = logging.getLogger(__name__)
 CLAIM = {"mse": "-20% to -30%", "r2": "+15% to +25%"}
-SHOWN = ("mse", "r2", "srcc")
 
 
 def clip_bundle(clip, spec) -> FeatureBundle:
@@ -78,25 +78,23 @@ def markdown(summary: dict, baseline: Optional[dict], note: str, seeds: list[int
     """The comparison as Markdown; `data` is `TalkfaceData.describe()` (so compare.json can be
     re-rendered)."""
     tasks = [*data["tasks"], "mean"]
-    header = "| model | " + " | ".join(f"{t} {m.upper()}" for t in tasks for m in SHOWN) + " |"
-    lines = [f"Test split of {data['source']}: {data['sizes']}; seeds {seeds}; epochs {epochs}",
-             "", header, "|" + "---|" * (1 + len(tasks) * len(SHOWN))]
-    for name in ("original", "improved"):
-        cells = [f"{summary[name][t][m][0]:.4f} ± {summary[name][t][m][1]:.4f}"
-                 for t in tasks for m in SHOWN]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    shown = [(t, m) for t in tasks for m in SHOWN_METRICS]
+    rows = [[name, *(f"{summary[name][t][m][0]:.4f} ± {summary[name][t][m][1]:.4f}"
+                     for t, m in shown)] for name in ("original", "improved")]
     if baseline is not None:
-        cells = [f"{baseline[t][m]:.4f}" if t in baseline else "n/a" for t in tasks for m in SHOWN]
-        lines.append("| no-learning baseline | " + " | ".join(cells) + " |")
-    lines += ["", "| improved vs original | MSE change | R2 change (relative) | R2 change "
-              "(absolute) |", "|---|---|---|---|"]
+        rows.append(["no-learning baseline", *(f"{baseline[t][m]:.4f}" if t in baseline else "n/a"
+                                               for t, m in shown)])
+    changes = []
     for t in tasks:
         o, i = summary["original"][t], summary["improved"][t]
-        lines.append(f"| {t} | {relative_change(i['mse'][0], o['mse'][0]):+.1f}% | "
-                     f"{relative_change(i['r2'][0], o['r2'][0]):+.1f}% | "
-                     f"{i['r2'][0] - o['r2'][0]:+.3f} |")
-    lines.append(f"| original report's claim | {CLAIM['mse']} | {CLAIM['r2']} | |")
-    lines.append("")
+        changes.append([t, f"{relative_change(i['mse'][0], o['mse'][0]):+.1f}%",
+                        f"{relative_change(i['r2'][0], o['r2'][0]):+.1f}%",
+                        f"{i['r2'][0] - o['r2'][0]:+.3f}"])
+    changes.append(["original report's claim", CLAIM["mse"], CLAIM["r2"], ""])
+    lines = [f"Test split of {data['source']}: {data['sizes']}; seeds {seeds}; epochs {epochs}",
+             "", markdown_table(["model", *(f"{t} {LABELS[m]}" for t, m in shown)], rows), "",
+             markdown_table(["improved vs original", "MSE change", "R2 change (relative)",
+                             "R2 change (absolute)"], changes), ""]
     lines.append("Relative R2 change is (R2_improved - R2_original) / |R2_original|; it is "
                  "meaningless when R2_original is near 0 or negative, hence the absolute column.")
     if note:
@@ -106,9 +104,7 @@ def markdown(summary: dict, baseline: Optional[dict], note: str, seeds: list[int
 
 def run_compare(data_path: str, seeds: list[int], out: Path, original: Config,
                 improved: Config) -> dict:
-    d = improved.data
-    data = load_dataset(data_path, d.tasks, d.features, d.cache_dir, d.split_by,
-                        d.val_fraction, d.test_fraction, d.split_seed, d.workers, progress=True)
+    data = load_dataset(data_path, improved.data, progress=True)
     if not data.splits["test"]:
         raise TalkfaceError(f"{data_path}: the test split is empty")
     runs: dict[str, list[dict]] = {"original": [], "improved": []}

@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from talkface.augment import AugmentConfig
+from talkface.data import DataSettings
 from talkface.errors import ConfigError
+from talkface.metrics import METRIC_NAMES
 from talkface.models.registry import model_options
-from talkface.spec import ExtractorConfig
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -49,18 +50,14 @@ class ModelConfig(BaseModel):
         return model_options(self.name, self.options())
 
 
-class DataConfig(BaseModel):
-    model_config = STRICT
+class DataConfig(DataSettings):
+    """The data section: `talkface.data.DataSettings` (tasks, features, cache, split, workers;
+    `load_dataset(cfg.data.path, cfg.data)` takes it whole) plus the manifest's path and the
+    length of the random training crops."""
+
+    model_config = STRICT  # merged with DataSettings' frozen=True
     path: Optional[str] = None
-    tasks: Optional[list[str]] = None
-    features: ExtractorConfig = Field(default_factory=ExtractorConfig)
-    cache_dir: Optional[str] = None
-    split_by: str = "auto"
-    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
-    split_seed: int = 0
     crop_frames: Optional[int] = Field(100, gt=0)
-    workers: int = Field(1, ge=1)
 
 
 class TrainConfig(BaseModel):
@@ -75,7 +72,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     grad_clip: Optional[float] = Field(1.0, gt=0)
     patience: Optional[int] = Field(8, gt=0)
-    select_metric: Literal["mse", "mae", "r2", "pearson", "srcc", "krcc"] = "mse"
+    select_metric: Literal[METRIC_NAMES] = "mse"  # one of the metric table's names
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     consistency_weight: float = Field(0.0, ge=0)
     task_weight_lr_scale: float = Field(1.0, gt=0)

@@ -31,16 +31,16 @@ from talkface.checkpoint import (LoadedModel, default_card, load_checkpoint, rea
                                  save_checkpoint)
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import ConfigError, TalkfaceError
+from talkface.markdown import markdown_table
+from talkface.metrics import LABELS, SHOWN_METRICS, srcc
 from talkface.models import TalkfaceModel, create_model
 from talkface.predict import predict, predict_arrays
 
 from .config import Config, load_config
 from .evaluate import load_eval_data
 from .loop import metrics_of, train
-from .metrics import srcc
 
 log = logging.getLogger(__name__)
-SHOWN = ("mse", "srcc", "r2")
 
 
 def train_members(cfg: Config, data: TalkfaceData, k: int, out: Path, command: str) -> list[Path]:
@@ -119,24 +119,20 @@ def compare(model, members: list[LoadedModel], clips) -> dict:
 
 
 def markdown(result: dict, tasks: list[str], limit: float) -> str:
-    cols = [*tasks, "mean"]
-    head = "| | " + " | ".join(f"{t} {m.upper()}" for t in cols for m in SHOWN) + " |"
-    rows = [head, "|" + "---|" * (1 + len(cols) * len(SHOWN))]
-
-    def row(name, metrics):
-        return f"| {name} | " + " | ".join(f"{metrics[t][m]:.4f}" for t in cols
-                                           for m in SHOWN) + " |"
-    for i, m in enumerate(result["members"]):
-        rows.append(row(f"member {i}", m))
-    rows.append(row("members' mean", result["member_mean"]))
-    rows.append(row(f"ensemble of {len(result['members'])}", result["ensemble"]))
+    shown = [(t, m) for t in [*tasks, "mean"] for m in SHOWN_METRICS]
+    named = [*((f"member {i}", m) for i, m in enumerate(result["members"])),
+             ("members' mean", result["member_mean"]),
+             (f"ensemble of {len(result['members'])}", result["ensemble"])]
+    table = markdown_table(["", *(f"{t} {LABELS[m]}" for t, m in shown)],
+                           ([name, *(f"{metrics[t][m]:.4f}" for t, m in shown)]
+                            for name, metrics in named))
     corr = ", ".join(f"{t} {v:+.2f}" if v is not None else f"{t} n/a"
                      for t, v in result["spread_error_srcc"].items())
-    return "\n".join(rows + ["", f"Spearman correlation of the spread with the ensemble's "
-                                 f"absolute error, per task: {corr}.", "",
-                             f"Disagreement warning: a task's spread above {limit:.3f} of its "
-                             f"range (the 95th percentile of the largest such share over the "
-                             f"validation clips)."]) + "\n"
+    return "\n".join([table, "", f"Spearman correlation of the spread with the ensemble's "
+                                  f"absolute error, per task: {corr}.", "",
+                       f"Disagreement warning: a task's spread above {limit:.3f} of its range "
+                       f"(the 95th percentile of the largest such share over the validation "
+                       f"clips)."]) + "\n"
 
 
 def run_ensemble(args: argparse.Namespace, command: str) -> dict:
@@ -149,10 +145,7 @@ def run_ensemble(args: argparse.Namespace, command: str) -> dict:
     else:
         cfg = load_config(args.config, args.overrides, data=args.data, epochs=args.epochs,
                           output_dir=str(out))
-        d = cfg.data
-        data = load_dataset(d.path, d.tasks, d.features, d.cache_dir, d.split_by,
-                            d.val_fraction, d.test_fraction, d.split_seed, d.workers,
-                            progress=True)
+        data = load_dataset(cfg.data.path, cfg.data, progress=True)
         runs = train_members(cfg, data, args.members, out, command)
         members = [load_checkpoint(r / "best") for r in runs]
     model = build_ensemble(members)

@@ -19,12 +19,12 @@ import pandas as pd
 from talkface.checkpoint import LoadedModel, load_checkpoint
 import numpy as np
 
-from talkface.data import TalkfaceData, load_dataset
+from talkface.data import DataSettings, TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
+from talkface.metrics import METRIC_NAMES
 from talkface.predict import Clip, predict_arrays
 
 from .loop import metrics_of
-from .metrics import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,9 @@ def load_eval_data(data: str, loaded: LoadedModel, cache_dir: Optional[str] = No
     """The dataset with the checkpoint's tasks, extracted with the checkpoint's own feature
     settings, split by the checkpoint's file -> split map (stored at training time): "test" is
     what the checkpoint never saw. Clips the map does not name are unseen, hence test."""
-    split_map = loaded.meta.split_map or None
-    dataset = load_dataset(data, [t.name for t in loaded.tasks], loaded.spec.extractor,
-                           cache_dir, workers=workers, progress=True,
-                           split_map=split_map or {})
+    settings = DataSettings(tasks=[t.name for t in loaded.tasks], features=loaded.spec.extractor,
+                            cache_dir=cache_dir, workers=workers)
+    dataset = load_dataset(data, settings, split_map=loaded.meta.split_map, progress=True)
     loaded.spec.check_compatible(dataset.spec, "checkpoint", "dataset's features")
     return dataset
 

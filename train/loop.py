@@ -33,12 +33,12 @@ from safetensors.torch import load_file
 from talkface.checkpoint import save_checkpoint
 from talkface.data import TalkfaceData, collate, load_dataset
 from talkface.errors import ConfigError
+from talkface.metrics import HIGHER_IS_BETTER, task_metrics
 from talkface.models import TalkfaceModel, create_model
 from talkface.models.losses import multitask_loss, smooth_targets
 from talkface.predict import predict_arrays
 
 from .config import Config, save_config
-from .metrics import HIGHER_IS_BETTER, task_metrics
 
 log = logging.getLogger(__name__)
 
@@ -291,10 +291,7 @@ def _train(cfg: Config, data: Optional[TalkfaceData], command: str,
         save_config(cfg, out / "config.yaml")
     torch.manual_seed(cfg.train.seed)
     if data is None:
-        d = cfg.data
-        data = load_dataset(d.path, d.tasks, d.features, d.cache_dir, d.split_by,
-                            d.val_fraction, d.test_fraction, d.split_seed, d.workers,
-                            progress=rt.main)
+        data = load_dataset(cfg.data.path, cfg.data, progress=rt.main)
     if not data.splits["train"]:
         raise ConfigError(f"{data.source}: the train split is empty")
     log.info("data: %s", data.describe(split_map=False))

@@ -37,10 +37,10 @@ import yaml
 
 from talkface.data import TalkfaceData, load_dataset
 from talkface.errors import ConfigError, TalkfaceError
+from talkface.metrics import HIGHER_IS_BETTER
 
 from .config import Config, load_config, save_config
 from .loop import train
-from .metrics import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,7 @@ def run_search(args: argparse.Namespace) -> dict:
     d = base.data
     if not d.path:
         raise ConfigError("no data (--data DIR with a manifest.csv)")
-    data = load_dataset(d.path, d.tasks, d.features, d.cache_dir, d.split_by, d.val_fraction,
-                        d.test_fraction, d.split_seed, d.workers, progress=not args.quiet)
+    data = load_dataset(d.path, d, progress=not args.quiet)
     if not data.splits["val"]:
         raise ConfigError(f"{d.path}: the search needs a validation split; it is empty")
     search = Search(args, data, base)

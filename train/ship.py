@@ -17,22 +17,19 @@ import numpy as np
 import pandas as pd
 
 from talkface.checkpoint import load_checkpoint, save_checkpoint
+from talkface.markdown import markdown_table
+from talkface.metrics import LABELS, SHOWN_METRICS
 
 from .compare import baseline_metrics
 from .evaluate import evaluate_clips, load_eval_data
 
-METRICS = ("mse", "r2", "srcc", "pearson")
-
-
 def metrics_table(model: dict, baseline: dict | None, tasks: list[str]) -> str:
-    head = ["task"] + [f"model {m}" for m in METRICS] + [f"baseline {m}" for m in METRICS]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for task in tasks:
-        cells = [f"{model[task][m]:.3f}" for m in METRICS]
-        cells += [f"{baseline[task][m]:.3f}" if baseline and task in baseline else "n/a"
-                  for m in METRICS]
-        rows.append(f"| {task} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    head = ["task", *(f"{side} {LABELS[m]}" for side in ("model", "baseline")
+                      for m in SHOWN_METRICS)]
+    return markdown_table(head, (
+        [task, *(f"{model[task][m]:.3f}" for m in SHOWN_METRICS),
+         *(f"{baseline[task][m]:.3f}" if baseline and task in baseline else "n/a"
+           for m in SHOWN_METRICS)] for task in tasks))
 
 
 GROUPS = ("speaker", "face_identity", "face", "voice", "source", "generator")

@@ -36,11 +36,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from talkface.constants import MAX_OFFSET_FRAMES
 from talkface.errors import TalkfaceError
 from talkface.sync.frontend import MEL_PER_FRAME, MEL_WINDOW, WINDOW, normalise_mel
 from talkface.sync.model import SyncNet, SyncOptions
 
-from .sync_data import MAX_OFFSET, SyncClip, load_pool
+from .sync_data import SyncClip, load_pool
 from .sync_eval import (cross_pairs, embed, evaluate_baseline, evaluate_split, figures,
                         shifted_curves, write_report)
 
@@ -70,8 +71,8 @@ class Sampler:
         self.clips, self.anchors, self.rng = clips, anchors, rng
         starts = []
         for ci, c in enumerate(clips):
-            hi = min(len(c.wvalid) - anchors - MAX_OFFSET, len(c.wvalid) - anchors)
-            starts += [(ci, t0) for t0 in range(MAX_OFFSET, hi + 1)
+            hi = min(len(c.wvalid) - anchors - MAX_OFFSET_FRAMES, len(c.wvalid) - anchors)
+            starts += [(ci, t0) for t0 in range(MAX_OFFSET_FRAMES, hi + 1)
                        if c.wvalid[t0:t0 + anchors].all()]
         if not starts:
             raise TalkfaceError("no clip is long enough to train the sync model on")
@@ -85,8 +86,8 @@ class Sampler:
             frames = slice(t0, t0 + na + WINDOW - 1)
             lips.append(augment_lips(c.lips[frames], rng).T)
             crops.append(augment_crops(c.crops[frames], rng))
-            m0 = MEL_PER_FRAME * (t0 - MAX_OFFSET)
-            m1 = MEL_PER_FRAME * (t0 + na - 1 + MAX_OFFSET) + MEL_WINDOW
+            m0 = MEL_PER_FRAME * (t0 - MAX_OFFSET_FRAMES)
+            m1 = MEL_PER_FRAME * (t0 + na - 1 + MAX_OFFSET_FRAMES) + MEL_WINDOW
             mel = normalise_mel(augment_mel(c.mel[:, m0:m1], rng, cfg.noise_probability))
             for _ in range(2 if cfg.freq_mask else 0):
                 w = int(rng.integers(0, cfg.freq_mask + 1))
@@ -144,18 +145,18 @@ def multiway_loss(model: SyncNet, batch: dict, cfg: SyncTrainConfig) -> tuple[to
     a = model.embed_audio(batch["mel"])  # (B, D, na + 30)
     b, d, _ = v.shape
     scale = model.logit_scale.exp().clamp(1, 100)
-    idx = torch.arange(na)[:, None] + torch.arange(2 * MAX_OFFSET + 1)[None]
+    idx = torch.arange(na)[:, None] + torch.arange(2 * MAX_OFFSET_FRAMES + 1)[None]
     own = torch.einsum("bdi,bdij->bij", v, a[:, :, idx]) * scale  # (B, na, 31)
     flat_v = v.transpose(1, 2).reshape(b * na, d)
-    flat_a = a[:, :, MAX_OFFSET:MAX_OFFSET + na].transpose(1, 2).reshape(b * na, d)
+    flat_a = a[:, :, MAX_OFFSET_FRAMES:MAX_OFFSET_FRAMES + na].transpose(1, 2).reshape(b * na, d)
     same = (batch["ids"][:, None] == batch["ids"][None]).repeat_interleave(na, 0) \
         .repeat_interleave(na, 1)
     other = (flat_v @ flat_a.T * scale).masked_fill(same, -1e4)
     logp = F.log_softmax(torch.cat([own.reshape(b * na, -1), other], 1), 1)
     ls = cfg.label_smoothing
-    loss = -((1 - ls) * logp[:, MAX_OFFSET]
-             + ls / 2 * (logp[:, MAX_OFFSET - 1] + logp[:, MAX_OFFSET + 1])).mean()
-    accuracy = float((own.argmax(-1) == MAX_OFFSET).float().mean())
+    loss = -((1 - ls) * logp[:, MAX_OFFSET_FRAMES]
+             + ls / 2 * (logp[:, MAX_OFFSET_FRAMES - 1] + logp[:, MAX_OFFSET_FRAMES + 1])).mean()
+    accuracy = float((own.argmax(-1) == MAX_OFFSET_FRAMES).float().mean())
     return loss, accuracy
 
 
@@ -196,7 +197,7 @@ def realign(model: SyncNet, clips: list[SyncClip], limit: int = 3) -> tuple[list
     out, moved = [], {}
     for clip in clips:
         curve = shifted_curves(embed(model, clip), clip.wvalid, 0)
-        offset = int(np.argmin(curve[0])) - MAX_OFFSET if len(curve) else 0
+        offset = int(np.argmin(curve[0])) - MAX_OFFSET_FRAMES if len(curve) else 0
         if offset == 0 or abs(offset) > limit:
             out.append(clip)
             continue

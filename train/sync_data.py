@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from talkface.cache import file_hash
+from talkface.constants import MAX_OFFSET_FRAMES
 from talkface.errors import TalkfaceError
 from talkface.features.extract import Extractor
 from talkface.sync.frontend import crop_input, lip_input, mel_power, window_valid
@@ -18,7 +19,6 @@ from talkface.sync.model import SyncOptions
 from talkface.synth.footage import read_footage, speaker_split
 
 log = logging.getLogger(__name__)
-MAX_OFFSET = 15
 
 
 @dataclass
@@ -68,7 +68,7 @@ def prepare(name: str, speaker: str, npz: Path, opts: SyncOptions) -> Optional[S
     from talkface.sync.speaker import lip_gap
     with np.load(npz) as z:
         lips, mouths, valid, audio = z["lips"], z["mouths"], z["valid"].astype(bool), z["audio"]
-    if audio.size == 0 or window_valid(valid).sum() < 2 * MAX_OFFSET:
+    if audio.size == 0 or window_valid(valid).sum() < 2 * MAX_OFFSET_FRAMES:
         return None
     return SyncClip(name, speaker, lip_input(lips, valid), crop_input(mouths, valid),
                     mel_power(audio, len(valid), opts.n_mels), valid, window_valid(valid),

@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from talkface.constants import MAX_OFFSET_FRAMES
+from talkface.markdown import markdown_table
 from talkface.measures import highpass, loudness_db
 from talkface.sync.correlation import correlation_curve
 from talkface.sync.frontend import normalise_mel
 
-from .sync_data import MAX_OFFSET, SyncClip
+from .sync_data import SyncClip
 
-OFFSETS = np.arange(-MAX_OFFSET, MAX_OFFSET + 1)
+OFFSETS = np.arange(-MAX_OFFSET_FRAMES, MAX_OFFSET_FRAMES + 1)
 CONTEXTS = (5, 7, 9, 11, 15)
 
 
@@ -97,7 +99,7 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
                     kind = "sync" if k == 0 else "shift" if abs(k) >= 8 else None
                     if kind:
                         conf[kind].append(float(np.median(curve) - curve.min()))
-                        score0[kind].append(float(np.median(curve) - curve[MAX_OFFSET]))
+                        score0[kind].append(float(np.median(curve) - curve[MAX_OFFSET_FRAMES]))
         c0 = base_curve[0]
         per_clip.append({"clip": clip.name, "offset_at_0": base,
                          "confidence": float(np.median(c0) - c0.min()),
@@ -165,12 +167,13 @@ def evaluate_baseline(clips: list[SyncClip]) -> dict:
             else np.concatenate([level[-k:], np.full(-k, level[-1])])
         g, a = highpass(np.nan_to_num(gap)), highpass(shifted)
         if context is None:
-            return (1 - correlation_curve(g, a, MAX_OFFSET, valid, highpass_frames=None)[1])[None]
+            return (1 - correlation_curve(g, a, MAX_OFFSET_FRAMES, valid,
+                                          highpass_frames=None)[1])[None]
         n, out = len(gap), []
         for start in range(0, n - context - WINDOW_PAD, context + WINDOW_PAD):
             part = slice(start, start + context + WINDOW_PAD)
             if valid[part].all():
-                out.append(1 - correlation_curve(g[part], a[part], MAX_OFFSET,
+                out.append(1 - correlation_curve(g[part], a[part], MAX_OFFSET_FRAMES,
                                                  highpass_frames=None)[1])
         return np.array(out).reshape(-1, len(OFFSETS))
 
@@ -215,14 +218,13 @@ SUMMARY = ("whole_exact", "whole_within_1", "whole_relative_within_1", "ctx5_wit
 
 
 def summary_table(report: dict) -> str:
-    rows = ["| split | model | " + " | ".join(SUMMARY) + " |", "|" + "---|" * (len(SUMMARY) + 2)]
+    rows = []
     for split in ("val", "test", "cv"):
         for who in ("model", "baseline"):
             figures = (report.get(split) or {}).get(who)
             if figures:
-                rows.append(f"| {split} | {who} | " + " | ".join(
-                    f"{figures[k]:.3f}" for k in SUMMARY) + " |")
-    return "\n".join(rows)
+                rows.append([split, who, *(f"{figures[k]:.3f}" for k in SUMMARY)])
+    return markdown_table(["split", "model", *SUMMARY], rows)
 
 
 def write_report(model, report: dict, table, clips, args, cache: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from ..errors import DatasetError, TalkfaceError
 
@@ -155,16 +156,18 @@ def check_manifest(folder: Path) -> pd.DataFrame:
 
 def split_sizes(frame: pd.DataFrame, config_file: Optional[Path] = None) -> dict[str, int]:
     """How many labelled clips the training run will put in each split, computed the way
-    `talkface.data.load_dataset` does with the config's split settings."""
-    from ..constants import TASKS
-    from ..data import assign_splits
+    `talkface.data.load_dataset` does with the config's split settings (`DataSettings`' own
+    defaults for those the config does not set)."""
+    from ..data import DataSettings, assign_splits
+    from ..tasks import TASKS
     data = {}
     if config_file is not None and Path(config_file).exists():
         data = (yaml.safe_load(Path(config_file).read_text()) or {}).get("data") or {}
+    split_keys = ("split_by", "val_fraction", "test_fraction", "split_seed")
     try:
-        splits = assign_splits(frame, data.get("split_by", "auto"), data.get("val_fraction", 0.15),
-                               data.get("test_fraction", 0.15), data.get("split_seed", 0))
-    except DatasetError as err:
+        settings = DataSettings(**{k: data[k] for k in split_keys if k in data})
+        splits = assign_splits(frame, settings)
+    except (DatasetError, ValidationError) as err:
         raise DatasetRefused(str(err)) from None
     tasks = [t for t in TASKS if t in frame.columns]
     labelled = frame[tasks].notna().any(axis=1).to_numpy() if tasks else frame["file"].notna()

@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import media
+from ..constants import MAX_SECONDS
 
 PREVIEW_SIDE = 360  # long side of the preview, pixels
 BOX_COLOUR = (46, 204, 64)  # RGB
@@ -19,7 +20,7 @@ BOX_COLOUR = (46, 204, 64)  # RGB
 
 def boxed_frames(path: str, fps: float, boxes: list, source_size: tuple[int, int],
                  max_side: int = PREVIEW_SIDE,
-                 max_seconds: float = media.DEFAULT_MAX_SECONDS) -> Iterator[np.ndarray]:
+                 max_seconds: float = MAX_SECONDS) -> Iterator[np.ndarray]:
     """Frames of `path` on the k / fps grid, long side `max_side`, with the scored face's box
     (given in source pixels, upright) drawn where there is one."""
     import cv2
@@ -43,7 +44,7 @@ def write_preview(result, path: str, folder: Path, max_side: int = PREVIEW_SIDE)
         probed = media.probe(path)
         size = (probed.width, probed.height)
     out = Path(folder) / f"{Path(result.file).stem}_preview.mp4"
-    seconds = result.n_frames / result.fps if result.fps else media.DEFAULT_MAX_SECONDS
+    seconds = result.n_frames / result.fps if result.fps else MAX_SECONDS
     audio = media.load_audio(path, max_seconds=seconds) if info.get("has_audio", True) else None
     frames = boxed_frames(path, result.fps, result.boxes, size, max_side, seconds)
     media.write_video(out, frames, result.fps, audio, crf=28, options={"preset": "veryfast"})

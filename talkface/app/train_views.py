@@ -10,9 +10,8 @@ import pandas as pd
 
 from ..checkpoint import CheckpointMeta, read_meta
 from ..errors import TalkfaceError
+from ..metrics import LABELS, SHOWN_METRICS
 from .views import metric_rows
-
-SHOWN_METRICS = ("srcc", "pearson", "mse", "r2")
 
 
 def checkpoint_meta(folder: Optional[Path]) -> Optional[CheckpointMeta]:
@@ -44,7 +43,7 @@ def metrics_side_by_side(new: dict, active: dict, new_split: str = "val",
     keys = list(dict.fromkeys(list(a) + list(b)))
     nan = (np.nan, None)
     return pd.DataFrame({
-        "task": [k[0] for k in keys], "metric": [k[1] for k in keys],
+        "task": [k[0] for k in keys], "metric": [LABELS[k[1]] for k in keys],
         f"this run ({new_split})": [round(a.get(k, nan)[0], 4) for k in keys],
         "N (this run)": [_n(a.get(k, nan)[1]) for k in keys],
         f"active checkpoint ({active_split})": [round(b.get(k, nan)[0], 4) for k in keys],

@@ -15,8 +15,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ..constants import TASKS
 from ..errors import DatasetError, TalkfaceError
+from ..markdown import markdown_table
+from ..metrics import LABELS
+from ..tasks import TASKS
 from .jobs import SAMPLES_DIR
 
 DEMO_DIR = SAMPLES_DIR
@@ -269,11 +271,10 @@ def metrics_table(metrics: dict) -> str:
     by_task: dict[str, dict] = {}
     for task, name, value, n in rows:
         by_task.setdefault(task, {"n": n})[name] = value
-    lines = ["| task | N | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for task, values in by_task.items():
-        cells = " | ".join(f"{values[m]:.4f}" if m in values else "" for m in names)
-        lines.append(f"| {task} | {'' if values['n'] is None else values['n']} | {cells} |")
-    return "\n".join(lines)
+    return markdown_table(["task", "N", *(LABELS.get(m, m) for m in names)], (
+        [task, "" if values["n"] is None else values["n"],
+         *(f"{values[m]:.4f}" if m in values else "" for m in names)]
+        for task, values in by_task.items()))
 
 
 def _details(summary: str, body: str, open_: bool = False) -> str:
@@ -285,16 +286,15 @@ def model_card_markdown(loaded, redact=lambda text: text) -> str:
     """The model card: what the checkpoint is and was trained on, then its tasks, features,
     data, metrics (with N) and card text, each in a collapsed section."""
     spec, meta = loaded.spec, loaded.meta
-    tasks = "\n".join(f"| {t.name} | {t.label} | [{t.low:g}, {t.high:g}] | "
-                      f"{'higher' if t.higher_is_better else 'lower'} | {t.description} |"
-                      for t in loaded.tasks)
+    tasks = markdown_table(["task", "label", "range", "better", "meaning"], (
+        [t.name, t.label, f"[{t.low:g}, {t.high:g}]", "higher" if t.higher_is_better else "lower",
+         t.description] for t in loaded.tasks))
     groups = ", ".join(f"{g} ({b - a})" for g, (a, b) in
                        {**spec.visual_groups, **spec.audio_groups}.items())
     return "\n".join([
         f"## Checkpoint `{loaded.path.name}` ({meta.model_name})", "",
         f"talkface {meta.talkface_version} &middot; {trust_line(loaded, False)}", "",
-        _details("Tasks", "| task | label | range | better | meaning |\n|---|---|---|---|---|\n"
-                 + tasks),
+        _details("Tasks", tasks),
         _details("Features", f"- {spec.describe()}\n- groups: {groups}\n- extractor: "
                  f"`{json.dumps(spec.extractor.meaning())}`"),
         _details("Training data", training_data_lines(meta.data) + "\n\nCommand: `"

@@ -50,6 +50,7 @@ def _anchors() -> np.ndarray:
 
 
 def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when their union is empty."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy

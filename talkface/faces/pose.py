@@ -46,6 +46,13 @@ def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return right, left
 
 
+def eye_aspect_ratio(p: np.ndarray) -> float:
+    """Eye aspect ratio (Soukupova & Cech 2016) of six eye points (x, y), p0 and p3 the corners:
+    (|p1-p5| + |p2-p4|) / (2 |p0-p3|)."""
+    return float((np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4]))
+                 / (2 * np.linalg.norm(p[0] - p[3]) + 1e-6))
+
+
 def make_template(shapes: list[np.ndarray], iterations: int = 5) -> np.ndarray:
     """Mean of (468, 3) shapes after generalised Procrustes alignment, centred between the eyes,
     eye line along +x, inter-ocular distance 1."""

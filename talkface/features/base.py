@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..faces.detect import box_iou
 from ..registry import Registry
 from .image_stats import Box, CropStats
 
@@ -115,12 +116,6 @@ def create_backend(name: str, **options) -> VisualBackend:
         raise ConfigError(f"visual backend {name!r}: {err}") from None
 
 
-def box_iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def choose_face(boxes: list[Box], tracked: Optional[Box], min_iou: float = 0.3) -> Optional[int]:

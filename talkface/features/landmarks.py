@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..faces.models import dlib_model
+from ..faces.pose import eye_aspect_ratio
 from .base import Box, FrameResult, FrameSession, VisualBackend, choose_face, register_backend
 from .image_stats import CropStats
 
@@ -26,12 +27,6 @@ MOTION = ["landmark_velocity", "mouth_velocity", "head_velocity"]
 def shape_predictor_path() -> str:
     """dlib's 68-point model, shipped in the face-recognition-models package."""
     return str(dlib_model("shape_predictor_68_face_landmarks.dat"))
-
-
-def _eye_aspect_ratio(p: np.ndarray) -> float:
-    """Soukupova & Cech (2016): (|p1-p5| + |p2-p4|) / (2 |p0-p3|) over six eye landmarks."""
-    return float((np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4]))
-                 / (2 * np.linalg.norm(p[0] - p[3]) + 1e-6))
 
 
 def head_pose(pts: np.ndarray) -> tuple[float, float, float]:
@@ -66,8 +61,8 @@ def geometry(pts: np.ndarray, box: Box, width: int, height: int) -> np.ndarray:
     yaw, pitch, roll = head_pose(pts)
     bw, bh = box[2] - box[0], box[3] - box[1]
     return np.array([inner_gap / iod, width_mouth / iod, inner_gap / (width_mouth + 1e-6),
-                     np.linalg.norm(pts[8] - pts[30]) / iod, _eye_aspect_ratio(pts[36:42]),
-                     _eye_aspect_ratio(pts[42:48]), yaw / 90, pitch / 90, roll / 90,
+                     np.linalg.norm(pts[8] - pts[30]) / iod, eye_aspect_ratio(pts[36:42]),
+                     eye_aspect_ratio(pts[42:48]), yaw / 90, pitch / 90, roll / 90,
                      (box[0] + bw / 2) / width, (box[1] + bh / 2) / height,
                      np.sqrt(bw * bh / (width * height))], np.float32)
 

@@ -29,7 +29,7 @@ from ..faces import crops
 from ..faces.detect import FaceDetector
 from ..faces.mesh import (CHIN, LIPS, LOWER_LIP_INNER, MESH_TO_68, NOSE_TIP, UPPER_LIP_INNER,
                           FaceMesh)
-from ..faces.pose import eye_centres, frontalise
+from ..faces.pose import eye_aspect_ratio, eye_centres, frontalise
 from ..faces.track import FaceTracker, Track
 from ..media import NativeFrame
 from .base import ClipSession, VisualBackend, VisualResult, register_backend
@@ -42,12 +42,6 @@ MOUTH_CORNERS = (61, 291)
 GEOMETRY = ["mouth_open", "mouth_width", "mouth_aspect", "jaw_drop", "ear_right", "ear_left",
             "yaw", "pitch", "roll", "presence"]
 MOTION = ["landmark_velocity", "mouth_velocity", "head_velocity", "face_shift", "scale_change"]
-
-
-def _ear(p: np.ndarray) -> float:
-    """Eye aspect ratio (Soukupova & Cech 2016) of six eye points (x, y)."""
-    return float((np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4]))
-                 / (2 * np.linalg.norm(p[0] - p[3]) + 1e-6))
 
 
 @dataclass
@@ -217,8 +211,8 @@ class MeshSession(ClipSession):
         gap = float(np.linalg.norm(xy[UPPER_LIP_INNER] - xy[LOWER_LIP_INNER]))
         width = float(np.linalg.norm(xy[MOUTH_CORNERS[0]] - xy[MOUTH_CORNERS[1]]))
         geo = np.array([gap, width, gap / (width + 1e-6), xy[CHIN, 1] - xy[NOSE_TIP, 1],
-                        _ear(xy[RIGHT_EYE_6]), _ear(xy[LEFT_EYE_6]), yaw / 90, pitch / 90,
-                        roll / 90, track.presence[i]], np.float32)
+                        eye_aspect_ratio(xy[RIGHT_EYE_6]), eye_aspect_ratio(xy[LEFT_EYE_6]),
+                        yaw / 90, pitch / 90, roll / 90, track.presence[i]], np.float32)
         centre = (points[33, :2] + points[263, :2]) / 2
         if prev is None:
             motion = np.zeros(len(MOTION), np.float32)

@@ -34,10 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
+from ..tasks import OVERALL
 from .layers import key_padding_mask, masked_max, masked_mean
 from .registry import ModelOutput, TalkfaceModel, register_model
-
-OVERALL = "overall"
 
 
 class ModalityEncoder(nn.Module):

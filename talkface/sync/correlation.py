@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..constants import MAX_OFFSET_FRAMES
 from ..measures import highpass
 
 
@@ -34,7 +35,7 @@ def lag_correlation(a: np.ndarray, b: np.ndarray, lag: int,
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def correlation_curve(a: np.ndarray, b: np.ndarray, max_lag: int = 15,
+def correlation_curve(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_OFFSET_FRAMES,
                       valid: Optional[np.ndarray] = None,
                       highpass_frames: Optional[int] = 15) -> tuple[np.ndarray, np.ndarray]:
     """(lags -max_lag..max_lag, correlation per lag) of a against b, both high-passed first
@@ -46,7 +47,7 @@ def correlation_curve(a: np.ndarray, b: np.ndarray, max_lag: int = 15,
     return lags, np.array([lag_correlation(a, b, int(d), mask) for d in lags])
 
 
-def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 15,
+def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_OFFSET_FRAMES,
              valid: Optional[np.ndarray] = None) -> tuple[int, float]:
     """The lag with the highest correlation and that correlation."""
     lags, curve = correlation_curve(a, b, max_lag, valid)

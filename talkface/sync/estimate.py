@@ -5,8 +5,8 @@ Figures as syncnet_python computes them: the distance |v_t - a_(t+d)| between th
 t and the audio window at t + d, averaged over the clip's windows for each candidate offset d;
 the offset is the argmin, `min_dist` the minimum (LSE-D) and `confidence` the median minus the
 minimum (LSE-C). The same over one-second stretches (25 windows, every half second) gives the
-curve over time. Offsets are searched over +-15 frames, fewer where a short clip has no pairs for
-the larger ones; any clip of 0.5 s (12 frames) or more can be judged.
+curve over time. Offsets are searched over +-15 frames (MAX_OFFSET_FRAMES), fewer where a short
+clip has no pairs for the larger ones; any clip of 0.5 s (12 frames) or more can be judged.
 """
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ import numpy as np
 import torch
 from scipy.ndimage import uniform_filter1d
 
-from ..constants import FPS, HOP, SAMPLE_RATE
+from ..constants import FPS, HOP, MAX_OFFSET_FRAMES, SAMPLE_RATE
 from ..measures import loudness_db, speech_mask
 from .frontend import (WINDOW, crop_input, lip_input, mel_power, normalise_mel,
                        window_valid)
 from .model import SyncNet
 from .result import SyncResult
 
-MAX_OFFSET = 15
 MIN_WINDOWS = 8  # fewer valid windows than this (about 0.5 s of face): too short to judge
 LOCAL = 25  # windows per stretch of the curve over time (1 s)
 SPEECH_FRACTION = 0.1  # below this share of speech frames: no speech to judge sync on
@@ -74,8 +73,9 @@ class SyncEstimator:
 
     @staticmethod
     def offset_range(n_windows: int) -> np.ndarray:
-        """Candidate offsets: +-15, fewer for a clip too short to pair windows that far apart."""
-        limit = max(0, min(MAX_OFFSET, n_windows - MIN_WINDOWS // 2))
+        """Candidate offsets: +-MAX_OFFSET_FRAMES, fewer for a clip too short to pair windows
+        that far apart."""
+        limit = max(0, min(MAX_OFFSET_FRAMES, n_windows - MIN_WINDOWS // 2))
         return np.arange(-limit, limit + 1)
 
     @staticmethod
@@ -156,7 +156,7 @@ class SyncEstimator:
         s = dist.shape[0]
         t = np.arange(s)
         d0 = np.where(wvalid, dist[t, t], 0.0)
-        lo, hi = max(-MAX_OFFSET, int(offsets.min())), int(offsets.max())
+        lo, hi = max(-MAX_OFFSET_FRAMES, int(offsets.min())), int(offsets.max())
         band = np.full((s, hi - lo + 1), np.nan)
         for j, d in enumerate(range(lo, hi + 1)):
             ok = (t + d >= 0) & (t + d < s)
@@ -167,12 +167,12 @@ class SyncEstimator:
         smooth = uniform_filter1d(filled, size=min(LOCAL, s), axis=0, mode="nearest")
         best = smooth.argmin(1)
         local[:, 0] = np.median(smooth, 1) - smooth[t, best]
-        local[:, 1] = (best + lo) / MAX_OFFSET
+        local[:, 1] = (best + lo) / MAX_OFFSET_FRAMES
         centre = t + WINDOW // 2
         cols[centre, 0], cols[centre, 1] = d0, dmin
         cols[centre, 2], cols[centre, 3] = local[:, 0] * wvalid, local[:, 1] * wvalid
         cols[:, 4] = result.confidence
-        cols[:, 5] = result.offset_frames / MAX_OFFSET
+        cols[:, 5] = result.offset_frames / MAX_OFFSET_FRAMES
         cols[:, 6] = score0
         cols[:, 7] = 1.0
 

@@ -15,6 +15,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..constants import FPS
+
 RELIABLE_CONFIDENCE = 1.0  # below this the estimated offset is not to be trusted (see the card)
 
 
@@ -25,7 +27,7 @@ class SyncResult:
     offset_frames: Optional[int] = None
     confidence: Optional[float] = None  # LSE-C style: median - min of the distance curve
     min_dist: Optional[float] = None  # LSE-D style
-    fps: float = 25.0
+    fps: float = FPS
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     curve: np.ndarray = field(default_factory=lambda: np.zeros(0))  # distance per offset
     window_times: np.ndarray = field(default_factory=lambda: np.zeros(0))  # seconds

@@ -13,6 +13,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from ..constants import FPS, SAMPLE_RATE
+
 REFERENCE_SIZE = 256
 CLOSED_MOUTH = 0.1  # the opening a fully frozen mouth is held at
 
@@ -21,8 +23,8 @@ def _scale(frames: np.ndarray) -> float:
     return frames.shape[2] / REFERENCE_SIZE
 
 
-def shift_audio(audio: np.ndarray, offset_frames: float, fps: float = 25.0,
-                sample_rate: int = 16000) -> np.ndarray:
+def shift_audio(audio: np.ndarray, offset_frames: float, fps: float = FPS,
+                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Audio-visual offset; positive = audio late (delayed against the video). Same length."""
     shift = int(round(offset_frames * sample_rate / fps))
     if shift == 0:

@@ -30,15 +30,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..constants import TASKS
-from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, q_curve,
-                        q_offset)
-from ..measures import offset_for as _offset_for
+from ..constants import MAX_OFFSET_FRAMES
+from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, offset_for,
+                        q_curve, q_offset)
+from ..tasks import TASKS
 
 LABEL_VERSION = "synth-labels-1"
 REAL_LABEL_VERSION = "real-labels-1"
 BASE_CRF = 18  # every clip is encoded at least this hard; crf strength is crf - BASE_CRF
-MAX_OFFSET_FRAMES = 15
 
 
 @dataclass(frozen=True)
@@ -81,12 +80,6 @@ CONDITION_PARAM = {"offset": "offset_frames", "frozen_mouth": "frozen_mouth",
                    "noise": "noise_sigma", "shake": "shake_px", "freeze": "freeze_fraction",
                    "flicker": "flicker_amp"}
 NEUTRAL = {"offset_frames": 0.0, **{f.param: f.neutral for f in FACTORS.values()}}
-
-
-def offset_for(target: float, audio_late: bool) -> float:
-    """Offset in frames (signed) whose q_offset equals `target`, capped at MAX_OFFSET_FRAMES."""
-    frames = _offset_for(target, audio_late)
-    return max(min(frames, MAX_OFFSET_FRAMES), -MAX_OFFSET_FRAMES)
 
 
 def q_factor(name: str, value: float) -> float:

@@ -1,18 +1,18 @@
-"""Regression and ranking metrics for quality scores, defined once for training, evaluation and
-comparison: MSE, MAE, R2, Pearson (PLCC), Spearman (SRCC) and Kendall tau-b (KRCC).
+"""Regression and ranking metrics for quality scores, defined once for training, evaluation,
+comparison and the app: MSE, MAE, R2, Pearson (PLCC), Spearman (SRCC) and Kendall tau-b (KRCC).
 
-Implemented in numpy (no scipy at runtime) and checked against `scipy.stats` in
-tests/test_metrics.py. As in pyiqa, each metric states whether higher is better.
+`METRICS` is the one table of them: function, whether higher is better (as in pyiqa), whether
+summary tables show it, and its label. Implemented in numpy (no scipy at runtime) and checked
+against `scipy.stats` in tests/test_metrics.py. It lives in `talkface` (not `train`) because the
+app shows metrics too, and `talkface` never imports `train`.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-
-HIGHER_IS_BETTER = {"mse": False, "mae": False, "r2": True, "pearson": True, "srcc": True,
-                    "krcc": True}
-METRIC_NAMES = tuple(HIGHER_IS_BETTER)
 
 
 def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +91,35 @@ def krcc(pred, true, chunk: int = 2048) -> float:
     return concordant / denom if denom > 0 else math.nan
 
 
-FUNCTIONS = {"mse": mse, "mae": mae, "r2": r2, "pearson": pearson, "srcc": srcc, "krcc": krcc}
+@dataclass(frozen=True)
+class Metric:
+    """One row of the metric table. `shown`: a column of the summary tables (comparisons,
+    ensembles, the shipped card, the app's Train tab); every metric is still computed and stored."""
+
+    name: str
+    function: Callable[..., float]
+    higher_is_better: bool
+    shown: bool
+    label: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("mse", mse, higher_is_better=False, shown=True, label="MSE"),
+    Metric("mae", mae, higher_is_better=False, shown=False, label="MAE"),
+    Metric("r2", r2, higher_is_better=True, shown=True, label="R2"),
+    Metric("pearson", pearson, higher_is_better=True, shown=True, label="PLCC"),
+    Metric("srcc", srcc, higher_is_better=True, shown=True, label="SRCC"),
+    Metric("krcc", krcc, higher_is_better=True, shown=False, label="KRCC"),
+)
+METRIC_NAMES = tuple(m.name for m in METRICS)
+SHOWN_METRICS = tuple(m.name for m in METRICS if m.shown)
+HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in METRICS}
+LABELS = {m.name: m.label for m in METRICS}
 
 
 def regression_metrics(pred, true) -> dict[str, float]:
     """All six metrics for one task, and `n`: the number of clips they were computed on."""
-    return {**{name: fn(pred, true) for name, fn in FUNCTIONS.items()},
+    return {**{m.name: m.function(pred, true) for m in METRICS},
             "n": int(_pair(pred, true)[0].size)}
 
 
