@@ -83,7 +83,7 @@ def bundled_source() -> Path:
     return SAMPLES / manifest.loc[manifest["condition"] == "clean", "file"].iloc[0]
 
 
-def load_square(source: Path, side: int = 512) -> media.Clip:
+def load_square(source: Path, side: int = 512) -> media.DecodedClip:
     """The source decoded at 25 fps, centre-cropped to a square and scaled to side x side."""
     clip = media.load_clip(source, fps=FPS, max_side=side, max_seconds=10.0)
     if clip.audio is None:
@@ -93,10 +93,10 @@ def load_square(source: Path, side: int = 512) -> media.Clip:
     y0, x0 = (h - crop) // 2, (w - crop) // 2
     frames = np.stack([cv2.resize(f[y0:y0 + crop, x0:x0 + crop], (side, side),
                                   interpolation=cv2.INTER_AREA) for f in clip.frames])
-    return media.Clip(frames, clip.audio, clip.fps, clip.sample_rate, clip.info)
+    return media.DecodedClip(frames, clip.audio, clip.fps, clip.sample_rate, clip.info)
 
 
-def looped(clip: media.Clip, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+def looped(clip: media.DecodedClip, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """Frame indices and audio for `seconds`, the clip played forwards then backwards."""
     n_src = len(clip.frames)
     order = np.concatenate([np.arange(n_src), np.arange(n_src)[::-1]])
@@ -115,7 +115,7 @@ def padded(frame: np.ndarray, width: int, height: int) -> np.ndarray:
                               cv2.BORDER_REPLICATE)
 
 
-def make_clip(path: Path, clip: media.Clip, seconds: float, size: Optional[tuple[int, int]],
+def make_clip(path: Path, clip: media.DecodedClip, seconds: float, size: Optional[tuple[int, int]],
               codec: str = "libx264", options: Optional[dict] = None) -> Path:
     """Write `seconds` of the looped clip at `size` (width, height; None: as it is)."""
     idx, audio = looped(clip, seconds)

@@ -33,8 +33,9 @@ from .cache import FeatureCache, file_hash
 from .checkpoint import LoadedModel, load_checkpoint
 from .errors import MediaError, TalkfaceError
 from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
-from .predict import Clip, predict
-from .results import ScoreResult, TaskScore, no_face_message, task_score
+from .predict import ClipFeatures, predict
+from .results import ScoreResult, SignalValue, TaskScore, no_face_message, task_score
+from .signals import explain, measure_signals
 from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
 from .sync.correlation import correlation_sync
 from .sync.result import SyncResult
@@ -166,21 +167,26 @@ class Scorer:
         for bundle, name in zip(bundles, names):
             if not bundle.valid.any():
                 raise MediaError(no_face_message(name))
-        clips = [Clip.from_bundle(b, n) for b, n in zip(bundles, names)]
+        clips = [ClipFeatures.from_bundle(b, n) for b, n in zip(bundles, names)]
         preds = predict(self.loaded.model, clips, batch_size=len(clips), device=self.device,
                         attention=True, calibration=self.calibration)
         return [self._result(b, n, c, p) for b, n, c, p in zip(bundles, names, clips, preds)]
 
-    def _result(self, bundle: FeatureBundle, name: str, clip: Clip, pred) -> ScoreResult:
+    def _result(self, bundle: FeatureBundle, name: str, clip: ClipFeatures, pred) -> ScoreResult:
         from .calibration import clip_summary
         cal = self.calibration
+        signals = {name: SignalValue(name, value, cal.signal_percentile(name, value))
+                   for name, value in measure_signals(bundle).items()}
+        standings = {name: s.standing for name, s in signals.items()}
         tasks = {}
         for t in self.tasks:
             spread = pred.spread.get(t.name)
             score = task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""),
                                spread=spread if spread is not None and np.isfinite(spread)
                                else None)
-            tasks[t.name] = _replace(score, percentile=cal.percentile(t.name, score.value))
+            why = explain(t.name, standings) if score.judged else ()
+            tasks[t.name] = _replace(score, percentile=cal.percentile(t.name, score.value),
+                                     why=why)
         info = copy.deepcopy(bundle.info)
         identity = {k: v for k, v in (info.get("identity") or {}).items() if k != "descriptors"}
         unusual = cal.out_of_distribution(clip_summary(clip.visual, clip.audio, clip.valid))
@@ -188,7 +194,7 @@ class Scorer:
                                              if unusual else ()) + self._disagreement(tasks)
         return ScoreResult(str(name), tasks, warnings, pred.attention, sync_result(bundle),
                            bundle.valid.copy(), bundle.spec.fps, info, identity=identity,
-                           out_of_distribution=unusual)
+                           out_of_distribution=unusual, signals=signals)
 
     def _disagreement(self, tasks: dict[str, TaskScore]) -> tuple[str, ...]:
         """A warning when an ensemble's members disagree: a task's spread above the

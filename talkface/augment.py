@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .predict import Clip
+from .predict import ClipFeatures
 
 SILENCE_DB = -100.0
 RATE_SUFFIXES = ("_velocity", "_frame_diff", "face_shift", "scale_change")
@@ -120,8 +120,8 @@ def colour_jitter(visual: np.ndarray, valid: np.ndarray, cols: Columns,
     return out
 
 
-def time_stretch(clip: Clip, cols: Columns, speed: float) -> Clip:
-    """The clip played `speed` times as fast (both streams), as a new Clip."""
+def time_stretch(clip: ClipFeatures, cols: Columns, speed: float) -> ClipFeatures:
+    """The clip played `speed` times as fast (both streams), as a new ClipFeatures."""
     t = clip.n_frames
     n = max(2, int(round(t / speed)))
     if t < 2:
@@ -139,11 +139,11 @@ def time_stretch(clip: Clip, cols: Columns, speed: float) -> Clip:
 
     valid = clip.valid[lo] & clip.valid[hi]
     visual = np.where(valid[:, None], resample(clip.visual, cols.visual_rates), 0.0)
-    return Clip(visual.astype(np.float32), resample(clip.audio, cols.audio_rates), valid,
+    return ClipFeatures(visual.astype(np.float32), resample(clip.audio, cols.audio_rates), valid,
                 clip.file, clip.unjudged, clip.targets)
 
 
-def drop_faces(clip: Clip, rng: np.random.Generator, fraction: float) -> Clip:
+def drop_faces(clip: ClipFeatures, rng: np.random.Generator, fraction: float) -> ClipFeatures:
     """Mask a random `fraction` of the frames with a face (at least one frame survives)."""
     faces = np.flatnonzero(clip.valid)
     k = min(int(round(fraction * faces.size)), faces.size - 1)
@@ -152,7 +152,7 @@ def drop_faces(clip: Clip, rng: np.random.Generator, fraction: float) -> Clip:
     valid = clip.valid.copy()
     valid[rng.choice(faces, k, replace=False)] = False
     visual = np.where(valid[:, None], clip.visual, 0.0).astype(np.float32)
-    return Clip(visual, clip.audio, valid, clip.file, clip.unjudged, clip.targets)
+    return ClipFeatures(visual, clip.audio, valid, clip.file, clip.unjudged, clip.targets)
 
 
 class FeatureAugmenter:
@@ -161,13 +161,13 @@ class FeatureAugmenter:
     def __init__(self, config: AugmentConfig, spec) -> None:
         self.config, self.cols = config, Columns.of(spec)
 
-    def stretch(self, clip: Clip, rng: np.random.Generator) -> Clip:
+    def stretch(self, clip: ClipFeatures, rng: np.random.Generator) -> ClipFeatures:
         c = self.config
         if c.stretch_p > 0 and rng.random() < c.stretch_p and c.stretch > 0:
             return time_stretch(clip, self.cols, float(rng.uniform(1 - c.stretch, 1 + c.stretch)))
         return clip
 
-    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+    def __call__(self, clip: ClipFeatures, rng: np.random.Generator) -> ClipFeatures:
         c = self.config
         visual, audio = clip.visual, clip.audio
         if c.gain_p > 0 and rng.random() < c.gain_p and audio.any() and not clip.unjudged:
@@ -176,7 +176,7 @@ class FeatureAugmenter:
             grey = rng.uniform(-c.brightness, c.brightness)
             offsets = grey + rng.uniform(-c.colour_cast, c.colour_cast, 3)
             visual = colour_jitter(visual, clip.valid, self.cols, offsets)
-        clip = Clip(visual, audio, clip.valid, clip.file, clip.unjudged, clip.targets)
+        clip = ClipFeatures(visual, audio, clip.valid, clip.file, clip.unjudged, clip.targets)
         if c.drop_p > 0 and rng.random() < c.drop_p:
             clip = drop_faces(clip, rng, c.drop_fraction)
         return clip

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import DatasetError
 from .features.batch import run_per_file
 from .features.extract import FeatureBundle
-from .predict import Clip, pad_batch
+from .predict import ClipFeatures, pad_batch
 from .spec import ExtractorConfig, FeatureSpec, TaskSpec, tasks_from_names
 from .tasks import TASKS
 
@@ -177,7 +177,7 @@ class ClipDataset(torch.utils.data.Dataset):
     i was read this epoch), so they do not depend on the order items are read in: a resumed run,
     and a DDP run whose ranks read different shards, see the crops one process would."""
 
-    def __init__(self, clips: list[Clip], crop_frames: Optional[int] = None, seed: int = 0,
+    def __init__(self, clips: list[ClipFeatures], crop_frames: Optional[int] = None, seed: int = 0,
                  augment=None):
         self.clips, self.crop_frames, self.seed, self.augment = clips, crop_frames, seed, augment
         self.set_epoch(0)
@@ -201,7 +201,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.crop_frames and stop > self.crop_frames:
             start = int(rng.integers(0, stop - self.crop_frames + 1))
             stop = start + self.crop_frames
-        clip = Clip(clip.visual[start:stop], clip.audio[start:stop], clip.valid[start:stop],
+        clip = ClipFeatures(clip.visual[start:stop], clip.audio[start:stop], clip.valid[start:stop],
                     clip.file, clip.unjudged, clip.targets)
         if self.augment is not None:
             clip = self.augment(clip, rng)
@@ -238,7 +238,7 @@ class TalkfaceData:
 
     spec: FeatureSpec
     tasks: list[TaskSpec]
-    splits: dict[str, list[Clip]]
+    splits: dict[str, list[ClipFeatures]]
     source: str
     skipped: list[str]
     split: dict = field(default_factory=dict)
@@ -307,10 +307,10 @@ def load_dataset(path: str | os.PathLike, settings: DataSettings = DataSettings(
                            f"{skipped[0] if skipped else 'empty manifest'})")
     spec = good[0].spec
     labels = frame[[t.name for t in task_specs]].to_numpy(np.float32)
-    out: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    out: dict[str, list[ClipFeatures]] = {s: [] for s in SPLITS}
     for i, bundle in enumerate(bundles):
         if isinstance(bundle, str):
             continue
         spec.check_compatible(bundle.spec, "first clip", f"clip {names[i]!r}")
-        out[splits[i]].append(Clip.from_bundle(bundle, names[i], labels[i]))
+        out[splits[i]].append(ClipFeatures.from_bundle(bundle, names[i], labels[i]))
     return TalkfaceData(spec, task_specs, out, str(path), skipped, split)

@@ -364,7 +364,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
 
 
 @dataclass
-class Clip:
+class DecodedClip:
     """A decoded clip: frames on the fps grid plus mono audio. Frames are already downscaled."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8
@@ -399,7 +399,7 @@ def length_warning(info: MediaInfo, max_seconds: float) -> Optional[str]:
 
 def load_clip(path: str | os.PathLike, fps: float = FPS,
               sample_rate: int = SAMPLE_RATE, max_side: int = MAX_SIDE,
-              max_seconds: float = MAX_SECONDS) -> Clip:
+              max_seconds: float = MAX_SECONDS) -> DecodedClip:
     """Decode a whole (downscaled, capped) clip into memory. For short clips, tests and tools;
     feature extraction streams with `iter_frames` instead."""
     info = probe(path)
@@ -408,8 +408,8 @@ def load_clip(path: str | os.PathLike, fps: float = FPS,
     warning = length_warning(info, max_seconds)
     if warning:
         info.warnings.append(warning)
-    return Clip(np.stack(frames), load_audio(path, sample_rate, max_seconds), fps, sample_rate,
-                info, capped=warning is not None)
+    return DecodedClip(np.stack(frames), load_audio(path, sample_rate, max_seconds), fps,
+                       sample_rate, info, capped=warning is not None)
 
 
 def write_video(path: str | os.PathLike, frames, fps: float = FPS,

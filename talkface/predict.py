@@ -4,7 +4,7 @@ The Scorer, training's validation, `train.evaluate`, `train.compare`, `train.shi
 all call `predict`, so every number on a model card is a number a user gets (as nanoGPT evaluates
 with its training script's own code). Scores are clipped into each task's range (the `original`
 model's linear heads are unbounded) and set to NaN where a task cannot be judged for that clip
-(`Clip.unjudged`, from the features: lip sync without audio or without speech). Nothing here
+(`ClipFeatures.unjudged`, from the features: lip sync without audio or without speech). Nothing here
 imports the feature extractor: predict sees arrays and a model.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ MAX_CROSS_SIDE = 200  # cross-attention matrices are pooled to at most this size
 
 
 @dataclass
-class Clip:
+class ClipFeatures:
     """A clip's features as the model sees them. `unjudged` maps a task to why it cannot be
     judged for this clip; `targets` (n_tasks,) are labels where known (NaN = none)."""
 
@@ -29,15 +29,19 @@ class Clip:
     file: str = ""
     unjudged: dict[str, str] = field(default_factory=dict)
     targets: Optional[np.ndarray] = None
+    signals: dict[str, Optional[float]] = field(default_factory=dict)  # `talkface.signals`
 
     @property
     def n_frames(self) -> int:
         return int(self.valid.shape[0])
 
     @classmethod
-    def from_bundle(cls, bundle, file: str = "", targets=None) -> "Clip":
-        """From a `talkface.features.FeatureBundle` (which says what the clip allows judging)."""
-        return cls(bundle.visual, bundle.audio, bundle.valid, file, bundle.unjudged, targets)
+    def from_bundle(cls, bundle, file: str = "", targets=None) -> "ClipFeatures":
+        """From a `talkface.features.FeatureBundle` (which says what the clip allows judging),
+        with the clip's measured signals (which the checkpoint's penalties read)."""
+        from .signals import measure_signals
+        return cls(bundle.visual, bundle.audio, bundle.valid, file, bundle.unjudged, targets,
+                   measure_signals(bundle))
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Prediction:
     spread: dict[str, float] = field(default_factory=dict)
 
 
-def pad_batch(clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_batch(clips: Sequence[ClipFeatures]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clips -> visual (B, T, Dv), audio (B, T, Da), mask (B, T) bool, zero-padded to the longest;
     the mask is False on padding and on frames without a face."""
     t = max(c.n_frames for c in clips)
@@ -82,6 +86,11 @@ def _finish(task, value: float, reason: Optional[str]) -> float:
     return float(min(max(value, task.low), task.high))
 
 
+def _penalty(calibration, task: str, clip: ClipFeatures) -> float:
+    """What the clip's measured signals take off `task` (the checkpoint's fitted penalties)."""
+    return calibration.penalty(task, clip.signals) if calibration is not None else 0.0
+
+
 def _spread(tasks, result, monotone: dict) -> dict[str, np.ndarray]:
     """An ensemble's spread per task, (B,) each, on the scale of the scores users see: half the
     width the calibration map gives the interval mean +- spread (the spread itself without a
@@ -100,12 +109,13 @@ def _spread(tasks, result, monotone: dict) -> dict[str, np.ndarray]:
 
 
 @torch.inference_mode()
-def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | torch.device = "cpu",
-            attention: bool = False, calibration=None) -> list[Prediction]:
+def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
+            device: str | torch.device = "cpu", attention: bool = False,
+            calibration=None) -> list[Prediction]:
     """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length.
     `calibration` (`talkface.calibration.Calibration`, from the checkpoint) maps raw scores to
-    the scores users see. Returns one Prediction per clip, in order. The model's train/eval mode
-    is restored after."""
+    the scores users see and takes off what the clip's measured signals cost. Returns one
+    Prediction per clip, in order. The model's train/eval mode is restored after."""
     from .calibration import apply_monotone
     monotone = calibration.monotone if calibration is not None else {}
     was_training = model.training
@@ -123,8 +133,8 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
                    for t in model.tasks}
             spread = _spread(model.tasks, result, monotone)
             for b, (i, clip) in enumerate(zip(chunk, batch)):
-                scores = {t.name: _finish(t, raw[t.name][b], clip.unjudged.get(t.name))
-                          for t in model.tasks}
+                scores = {t.name: _finish(t, raw[t.name][b] - _penalty(calibration, t.name, clip),
+                                          clip.unjudged.get(t.name)) for t in model.tasks}
                 maps = {}
                 if attention:
                     n = clip.n_frames
@@ -140,7 +150,7 @@ def predict(model, clips: Sequence[Clip], batch_size: int = 8, device: str | tor
     return [out[i] for i in range(len(clips))]
 
 
-def predict_arrays(model, clips: Sequence[Clip], batch_size: int = 8,
+def predict_arrays(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
                    device: str | torch.device = "cpu",
                    calibration=None) -> tuple[np.ndarray, np.ndarray]:
     """(predictions (N, K), targets (N, K)) in task order, NaN where not judged / unlabelled:

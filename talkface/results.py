@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from .signals import SIGNALS, standing
 from .spec import TaskSpec
 from .sync.result import SyncResult
 
@@ -28,6 +29,7 @@ class TaskScore:
     reason: str = ""
     percentile: Optional[float] = None  # share of reference clips scoring lower (0-100)
     spread: Optional[float] = None  # ensemble members' standard deviation, where there are some
+    why: tuple[str, ...] = ()  # the measured signals that pull this task down, worst first
 
     @property
     def judged(self) -> bool:
@@ -64,7 +66,28 @@ class TaskScore:
                 "mos": self.mos, "range": [t.low, t.high], "higher_is_better": t.higher_is_better,
                 "band": self.band, "meaning": self.meaning, "judged": self.judged,
                 "reason": self.reason or None, "percentile": self.percentile,
-                "spread": self.spread}
+                "spread": self.spread, "why": list(self.why)}
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    """One measured signal of a clip (`talkface.signals`): its value in the signal's unit (None
+    where it cannot be measured) and where it stands among clean real recordings."""
+
+    name: str
+    value: Optional[float]
+    percentile: Optional[float] = None  # share of real recordings with a lower value (0-100)
+
+    @property
+    def standing(self) -> Optional[float]:
+        """0-100, 100 on the good side of real recordings (see `talkface.signals.standing`)."""
+        return standing(SIGNALS[self.name], self.percentile)
+
+    def to_dict(self) -> dict:
+        s = SIGNALS[self.name]
+        return {"label": s.label, "value": self.value, "unit": s.unit, "task": s.task,
+                "better": s.direction, "meaning": s.description, "percentile": self.percentile,
+                "standing": self.standing}
 
 
 def task_score(task: TaskSpec, value: float, reason: str = "", **extra) -> TaskScore:
@@ -89,6 +112,7 @@ class ScoreResult:
     error: Optional[str] = None  # set instead of scores by `score_many` for a file that failed
     identity: dict = field(default_factory=dict)  # consistency, reference similarity
     out_of_distribution: Optional[str] = None  # why the inputs look unlike the training data
+    signals: dict[str, SignalValue] = field(default_factory=dict)  # measured, `talkface.signals`
 
     @property
     def ok(self) -> bool:
@@ -130,16 +154,19 @@ class ScoreResult:
                "identity": dict(self.identity) if ok else None,
                "face": self.face_summary() if ok else None,
                "out_of_distribution": self.out_of_distribution,
+               "signals": {n: s.value for n, s in self.signals.items()} if ok else None,
+               "why": {n: list(s.why) for n, s in self.tasks.items()} if ok else None,
                "warnings": list(self.warnings), "error": self.error}
         if detail and ok:
             out["tasks"] = {name: s.to_dict() for name, s in self.tasks.items()}
+            out["signal_detail"] = {name: s.to_dict() for name, s in self.signals.items()}
             out["fps"] = self.fps
             out["n_frames"] = self.n_frames
             out["valid"] = [bool(v) for v in self.valid]
             out["attention"] = {k: np.asarray(v).tolist() for k, v in self.attention.items()}
             out["sync_detail"] = self.sync.to_dict() if self.sync is not None else None
             out["info"] = {k: v for k, v in self.info.items()
-                           if k not in ("warnings", "boxes", "identity", "sync")}
+                           if k not in ("warnings", "boxes", "identity", "sync", "repeat_diff")}
             out["boxes"] = self.boxes
         return out
 

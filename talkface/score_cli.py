@@ -116,6 +116,8 @@ def csv_row(record: dict) -> dict:
             **{f"sync_{k}": sync.get(k) for k in ("offset_frames", "confidence", "judged",
                                                   "reliable")},
             "identity_consistency": (record.get("identity") or {}).get("consistency"),
+            **{f"signal_{k}": v for k, v in (record.get("signals") or {}).items()},
+            **{f"why_{k}": "; ".join(v) for k, v in (record.get("why") or {}).items()},
             "error": record["error"], "warnings": "; ".join(record["warnings"])}
 
 
@@ -188,12 +190,17 @@ def _print_result(result) -> None:
     if sync is not None and sync.judged:
         print(f"  sync: offset {sync.offset_frames:+d} frames, confidence {sync.confidence:.2f}"
               + ("" if sync.reliable else " (not reliable)"))
+    for name, task in result.tasks.items():
+        if task.why:
+            print(f"  {name} pulled down by: " + ", ".join(
+                f"{result.signals[s].to_dict()['label'].lower()} "
+                f"{result.signals[s].value:.3g}" for s in task.why))
     for warning in result.warnings:
         print(f"  warning: {warning}")
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
-    from .compare import compare_groups, format_leaderboard, parse_group
+    from .leaderboard import compare_groups, format_leaderboard, parse_group
     groups: dict[str, list[Path]] = {}
     for item in args.group:
         name, path = parse_group(item)

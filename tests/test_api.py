@@ -48,9 +48,9 @@ def face_result(scorer, face_video):
 def test_scores_are_what_the_one_inference_path_gives(scorer, face_video, face_result):
     """The Scorer's numbers are `talkface.predict.predict`'s, the function every metric on a
     model card is computed with."""
-    from talkface.predict import Clip, predict
+    from talkface.predict import ClipFeatures, predict
     bundle = scorer.features(face_video)
-    (pred,) = predict(scorer.loaded.model, [Clip.from_bundle(bundle)])
+    (pred,) = predict(scorer.loaded.model, [ClipFeatures.from_bundle(bundle)])
     assert face_result.scores == pytest.approx(pred.scores)
     assert set(face_result.scores) == set(TASKS)
     for score in face_result.tasks.values():
@@ -63,7 +63,7 @@ def test_unbounded_heads_are_clipped_the_same_for_users_and_for_metrics(tmp_path
     import torch
 
     from talkface.api import load_scorer
-    from talkface.predict import Clip, predict_arrays
+    from talkface.predict import ClipFeatures, predict_arrays
     ck = make_random_checkpoint(tmp_path / "orig", "original")
     scorer = load_scorer(ck, cache=False)
     with torch.no_grad():
@@ -71,7 +71,8 @@ def test_unbounded_heads_are_clipped_the_same_for_users_and_for_metrics(tmp_path
             head.bias.fill_(5.0)  # far above the task range
     result = scorer.score(face_video)
     assert all(v == 1.0 for v in result.scores.values())
-    preds, _ = predict_arrays(scorer.loaded.model, [Clip.from_bundle(scorer.features(face_video))])
+    clip = ClipFeatures.from_bundle(scorer.features(face_video))
+    preds, _ = predict_arrays(scorer.loaded.model, [clip])
     assert preds.tolist() == [[1.0] * 4]
 
 
@@ -107,7 +108,11 @@ def test_result_is_json_serialisable_in_one_schema(face_result):
     assert data["face"]["scored_track"] == 0 and data["identity"]["consistency"] > 0.8
     brief = face_result.to_dict(detail=False)
     assert set(brief) == {"file", "scores", "mos", "band", "percentile", "sync", "identity",
-                          "face", "out_of_distribution", "warnings", "error"}
+                          "face", "out_of_distribution", "signals", "why", "warnings", "error"}
+    from talkface.signals import SIGNALS
+    assert set(brief["signals"]) == set(SIGNALS) and set(brief["why"]) == set(TASKS)
+    assert brief["signals"]["face_detail"] > 0 and brief["signals"]["freeze_share"] < 0.1
+    assert data["signal_detail"]["freeze_share"]["better"] == "lower"
     assert set(brief["sync"]) >= {"offset_frames", "offset_ms", "confidence", "min_dist",
                                   "judged", "reliable"}
 
@@ -239,7 +244,7 @@ def test_auto_device_scores_on_cuda_as_the_cpu_does(checkpoint, face_video):
 
 
 def test_compare_stats():
-    from talkface.compare import leaderboard, mean_ci, pairwise, scores_frame, win_rate
+    from talkface.leaderboard import leaderboard, mean_ci, pairwise, scores_frame, win_rate
     from talkface.results import ScoreResult, task_score
     from talkface.spec import tasks_from_names as names
     tasks = names(["overall"])

@@ -107,10 +107,10 @@ def test_group_split_keeps_each_face_on_one_side():
 
 
 def test_collate_pads_and_masks():
-    from talkface.predict import Clip
-    items = [{"clip": Clip(np.ones((3, 2), np.float32), np.ones((3, 1), np.float32),
+    from talkface.predict import ClipFeatures
+    items = [{"clip": ClipFeatures(np.ones((3, 2), np.float32), np.ones((3, 1), np.float32),
                            np.array([True, False, True]), targets=np.array([0.5])), "index": 0},
-             {"clip": Clip(np.ones((5, 2), np.float32), np.ones((5, 1), np.float32),
+             {"clip": ClipFeatures(np.ones((5, 2), np.float32), np.ones((5, 1), np.float32),
                            np.ones(5, bool), targets=np.array([np.nan])), "index": 1}]
     batch = collate(items)
     assert batch.visual.shape == (2, 5, 2) and batch.audio.shape == (2, 5, 1)

@@ -19,7 +19,7 @@ from talkface.augment import AugmentConfig
 from talkface.data import DataSettings
 from talkface.errors import ConfigError
 from talkface.metrics import METRIC_NAMES
-from talkface.models.registry import model_options
+from talkface.models.base import model_options
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 

@@ -22,7 +22,7 @@ import numpy as np
 from talkface.data import DataSettings, TalkfaceData, load_dataset
 from talkface.errors import TalkfaceError
 from talkface.metrics import METRIC_NAMES
-from talkface.predict import Clip, predict_arrays
+from talkface.predict import ClipFeatures, predict_arrays
 
 from .loop import metrics_of
 
@@ -41,13 +41,13 @@ def load_eval_data(data: str, loaded: LoadedModel, cache_dir: Optional[str] = No
     return dataset
 
 
-def clips_for(data: TalkfaceData, split: str) -> list[Clip]:
+def clips_for(data: TalkfaceData, split: str) -> list[ClipFeatures]:
     if split == "all":
         return [c for s in ("train", "val", "test") for c in data.splits[s]]
     return data.splits[split]
 
 
-def evaluate_clips(loaded: LoadedModel, clips: list[Clip], batch_size: int = 8) -> dict:
+def evaluate_clips(loaded: LoadedModel, clips: list[ClipFeatures], batch_size: int = 8) -> dict:
     """-> {"metrics": {task: {...}, "mean": {...}}, "predictions": [{file, task: (pred, true)}]}
     on the scores users get (`talkface.predict`)."""
     preds, targets = predict_arrays(loaded.model, clips, batch_size,

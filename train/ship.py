@@ -117,8 +117,8 @@ def fit_calibration(loaded, data, reference: list[str]) -> dict:
     from talkface.predict import predict_arrays
     names = [t.name for t in loaded.tasks]
     raw, targets = predict_arrays(loaded.model, data.splits["val"])
-    monotone = {t: fit_monotone(raw[:, i], targets[:, i]) for i, t in enumerate(names)
-                if np.isfinite(targets[:, i]).sum() >= 20}
+    monotone = {t.name: fit_monotone(raw[:, i], targets[:, i], low=t.low, high=t.high)
+                for i, t in enumerate(loaded.tasks) if np.isfinite(targets[:, i]).sum() >= 20}
     cal = Calibration(monotone=monotone)
     clips = data.splits["val"] + data.splits["test"] + reference_clips(loaded, reference)
     scored, _ = predict_arrays(loaded.model, clips, calibration=cal)
@@ -144,10 +144,10 @@ def reference_clips(loaded, paths: list[str]) -> list:
         return []
     from talkface.cli import collect_videos
     from talkface.data import load_bundles
-    from talkface.predict import Clip
+    from talkface.predict import ClipFeatures
     files = [str(p) for p in collect_videos(paths)]
     bundles = load_bundles(files, loaded.spec.extractor, progress=True)
-    return [Clip.from_bundle(b, f) for b, f in zip(bundles, files)
+    return [ClipFeatures.from_bundle(b, f) for b, f in zip(bundles, files)
             if not isinstance(b, str) and b.valid.any()]
 
 

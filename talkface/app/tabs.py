@@ -1,5 +1,5 @@
 """The Score, Dataset, Compare and Model tabs: Gradio layout and events only (what they show is
-computed in `views`, `preview`, `talkface.plots` and `talkface.compare`).
+computed in `views`, `preview`, `talkface.plots` and `talkface.leaderboard`).
 
 Every handler reports failure in its tab's status line (`wiring.guarded`) rather than raising, and
 new input clears the previous results, so a page never shows a stale score beside a new clip
@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import plots
-from ..compare import compare_groups, failures, format_leaderboard
+from ..leaderboard import compare_groups, failures, format_leaderboard
 from ..errors import TalkfaceError
 from . import views
 from .preview import write_preview

@@ -3,7 +3,7 @@
 
 Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs` and
 `talkface.app.train_tab`; what they compute lives in `views`, `train_views`, `state`, `jobs`,
-`preview`, `talkface.plots` and `talkface.compare`. Server defaults: analytics off, bound to
+`preview`, `talkface.plots` and `talkface.leaderboard`. Server defaults: analytics off, bound to
 127.0.0.1, SSR off, a queue with a small pool of scoring workers (the Scorer is thread-safe),
 an upload size limit, uploads deleted after an hour, every error shown as a readable message on
 the page. Training and promotion are off when the server is reachable from other machines

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..media import NativeFrame
-from .models import TFLiteModel, mediapipe_model
+from .model_files import TFLiteModel, mediapipe_model
 
 INPUT = 192
 GRID = 48  # one anchor per cell of a 48x48 grid (stride 4)

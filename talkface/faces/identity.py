@@ -18,7 +18,7 @@ import numpy as np
 
 from ..media import NativeFrame
 from .crops import similarity
-from .models import dlib_model
+from .model_files import dlib_model
 
 CHIP = 200
 CHIP_IOD = 0.32  # inter-ocular distance as a fraction of the chip width

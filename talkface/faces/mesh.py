@@ -18,7 +18,7 @@ import numpy as np
 
 from ..media import NativeFrame
 from .detect import LEFT_EYE, RIGHT_EYE, Detection
-from .models import TFLiteModel, mediapipe_model
+from .model_files import TFLiteModel, mediapipe_model
 
 INPUT = 192
 ROI_SCALE = 1.5

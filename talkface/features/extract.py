@@ -25,7 +25,7 @@ from .audio import audio_config, audio_feature_names, extract_audio_features
 from .base import VisualBackend, VisualResult, create_backend
 
 log = logging.getLogger(__name__)
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3  # 3: the mesh backend reports held frames and per-frame repeat differences
 Progress = Callable[[int, int, str], None]  # (done, total, what): one shape everywhere
 
 
@@ -238,7 +238,7 @@ class Extractor:
 
     def _info(self, info: media.MediaInfo, audio, visual: VisualResult, sync_info,
               extra: dict) -> dict:
-        from .warnings import clip_warnings
+        from .clip_warnings import clip_warnings
         valid, faces = visual.valid, visual.n_faces
         has_audio = audio is not None
         silent = has_audio and (audio.size == 0 or float(np.abs(audio).max()) < 1e-4)

@@ -15,7 +15,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..faces.models import dlib_model
+from ..faces.model_files import dlib_model
 from ..faces.pose import eye_aspect_ratio
 from .base import Box, FrameResult, FrameSession, VisualBackend, choose_face, register_backend
 from .image_stats import CropStats

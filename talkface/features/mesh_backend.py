@@ -33,6 +33,7 @@ from ..faces.pose import eye_aspect_ratio, eye_centres, frontalise
 from ..faces.track import FaceTracker, Track
 from ..media import NativeFrame
 from .base import ClipSession, VisualBackend, VisualResult, register_backend
+from ..measures import sharpness
 from .image_stats import grid_crop, stat_columns, stats_row
 
 FACE_POINTS = [i for k, i in enumerate(MESH_TO_68) if k < 48]  # jaw, brows, nose, eyes
@@ -55,6 +56,15 @@ class TrackData:
     prev_face: Optional[np.ndarray] = None
     prev_mouth: Optional[np.ndarray] = None
     prev_index: int = -2
+    # frame -> how much the face region changed since the previous frame, both cut with the
+    # previous frame's crop (tracking jitter cannot make a repeated frame differ): the 99.5th
+    # percentile of |luma difference| (a moving mouth alone counts as movement) over that of the
+    # previous crop's gradient (so a soft face, whose every difference is small, reads the same)
+    repeat: dict[int, float] = field(default_factory=dict)
+    # frame -> sharpness of the face crop's upper half (eyes, brows): the mouth's reference
+    upper: dict[int, float] = field(default_factory=dict)
+    prev_matrix: Optional[np.ndarray] = None
+    prev_luma: Optional[np.ndarray] = None
 
 
 @register_backend("mesh")
@@ -106,12 +116,17 @@ class MeshSession(ClipSession):
                                    backend.keep_presence)
         self.data: dict[int, TrackData] = {}
         self.n = 0
+        self.held: list[int] = []  # frames that show the previous source frame again (resampling)
+        self._last_frame = None
         self.size: Optional[tuple[int, int]] = None
         # frames at which to keep a face chip for the identity embedding
         self.samples = _sample_points(identity_frames, n_frames)
 
     def update(self, frame: NativeFrame, index: int) -> None:
         self.n, self.size = index + 1, (frame.width, frame.height)
+        if frame is self._last_frame:  # `media` hands a held source frame over again, as is
+            self.held.append(index)
+        self._last_frame = frame
         for track in self.tracker.update(frame, index):
             data = self.data.setdefault(track.id, TrackData())
             self._crops(frame, index, track.points[index], data)
@@ -133,12 +148,23 @@ class MeshSession(ClipSession):
         mouth_row = stats_row(mouth_f, mouth_rgb, _coded(frame, mm, crops.MOUTH_SIZE),
                               d.prev_mouth)
         d.stats[index] = np.concatenate([face_row, mouth_row])
+        d.upper[index] = sharpness(face_gray[:crops.FACE_SIZE // 2])
+        self._repeat(frame, index, fm, d)
         d.mouths[index] = mouth_gray
         d.prev_face, d.prev_mouth, d.prev_index = face_gray, mouth_f, index
         due = {s for s in self.samples if s <= index} - d.sampled
         if due:  # the first frame of this face at or after a sample point
             d.sampled |= due
             d.chips[index] = (frame, right[:2], left[:2], iod)
+
+    @staticmethod
+    def _repeat(frame: NativeFrame, index: int, fm: np.ndarray, d: TrackData) -> None:
+        size = (crops.FACE_SIZE, crops.FACE_SIZE)
+        if d.prev_matrix is not None and d.prev_index == index - 1:
+            still = frame.warp_gray(d.prev_matrix, size).astype(np.float32)
+            d.repeat[index] = relative_change(d.prev_luma, still)
+        d.prev_matrix = fm
+        d.prev_luma = frame.warp_gray(fm, size).astype(np.float32)
 
     def finish(self, audio: Optional[np.ndarray] = None, choose: Optional[Callable] = None,
                face: Optional[int] = None) -> VisualResult:
@@ -147,6 +173,8 @@ class MeshSession(ClipSession):
             for other in t.joined:
                 mine, theirs = self.data[t.id], self.data.pop(other)
                 mine.stats.update(theirs.stats)
+                mine.repeat.update(theirs.repeat)
+                mine.upper.update(theirs.upper)
                 mine.mouths.update(theirs.mouths)
                 for k, v in theirs.chips.items():
                     mine.chips.setdefault(k, v)
@@ -243,9 +271,25 @@ class MeshSession(ClipSession):
                             "yaw_max_abs": float(np.abs(poses[:, 0]).max()),
                             "profile_fraction": float(profile.mean()),
                             "profile_yaw": self.backend.profile_yaw}
+        info["held_frames"] = list(self.held)
         if chosen is not None:
+            repeat = self.data[chosen.id].repeat
+            info["repeat_diff"] = [round(repeat[i], 6) if i in repeat else None
+                                   for i in range(self.n)]
+            upper = self.data[chosen.id].upper
+            info["upper_sharpness"] = [round(upper[i], 5) if i in upper else None
+                                       for i in range(self.n)]
             info["identity_samples"] = self.data[chosen.id].chips  # replaced by the extractor
         return info
+
+
+def relative_change(before: np.ndarray, after: np.ndarray) -> float:
+    """99.5th percentile of |after - before| over the 99.5th percentile of before's gradient
+    magnitude (Sobel / 8, so a step edge of height h reads h), floored at one grey level."""
+    gx = cv2.Sobel(before, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(before, cv2.CV_32F, 0, 1)
+    edge = float(np.percentile(cv2.magnitude(gx, gy), 99.5)) / 8.0
+    return float(np.percentile(np.abs(after - before), 99.5)) / max(edge, 1.0)
 
 
 def prev_centre_iod(track: Track, i: int) -> tuple[np.ndarray, float]:

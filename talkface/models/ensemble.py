@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
-from .registry import ModelOutput, TalkfaceModel, create_model, register_model
+from .base import ModelOutput, TalkfaceModel, create_model, register_model
 
 
 class Member(BaseModel):

@@ -36,7 +36,7 @@ from torch import nn
 from ..spec import FeatureSpec, TaskSpec
 from ..tasks import OVERALL
 from .layers import key_padding_mask, masked_max, masked_mean
-from .registry import ModelOutput, TalkfaceModel, register_model
+from .base import ModelOutput, TalkfaceModel, register_model
 
 
 class ModalityEncoder(nn.Module):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import ModelOutput, TalkfaceModel
+from .base import ModelOutput, TalkfaceModel
 
 
 def smooth_targets(targets: dict[str, torch.Tensor], means: dict[str, float],

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..spec import FeatureSpec, TaskSpec
 from .layers import key_padding_mask, masked_mean
-from .registry import ModelOutput, TalkfaceModel, register_model
+from .base import ModelOutput, TalkfaceModel, register_model
 
 
 @register_model("original")

@@ -1,4 +1,5 @@
-"""Model registry (as in timm): variants are registered by name and built from a FeatureSpec.
+"""The model base class (`TalkfaceModel`), its output (`ModelOutput`) and the model registry (as in
+timm): variants are registered by name and built from a FeatureSpec.
 
     @register_model("improved")
     class ImprovedModel(TalkfaceModel): ...

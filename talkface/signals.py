@@ -1,0 +1,383 @@
+"""Measured signals: what the picture and its motion show, each with a name, unit, range and
+direction, computed from a clip's features (pyiqa-style: every measure says what it means).
+
+The learned scores say how good a clip is; the signals say what is wrong with it, in units a
+researcher can check by eye. They are read from the per-frame columns the face stage computes on
+canonical crops (`talkface.features.mesh_backend`: sharpness, noise, blockiness, brightness,
+colour and frame differences of the face and mouth crops, pose-free landmarks, pose), plus the
+clip's media facts, so they cost nothing beyond extraction and mean the same at any resolution.
+
+Each signal names the task it informs. `talkface.calibration` keeps, per signal, the percentiles
+of clean real recordings the checkpoint saw; a clip's signal is then also read as a percentile
+("face detail below 97% of real recordings"), and each task lists the two or three signals that
+pull it down furthest (`explain`).
+
+    values = measure_signals(bundle)          # {name: float or None}
+    SIGNALS["freeze_share"].description
+
+References: freezes on the source timeline (repeats beyond what resampling a lower frame rate to
+25 fps makes) after the frame-repeat detection of video-quality toolkits such as VQMT's; blink
+rate from the eye aspect ratio (Soukupova & Cech, CVWW 2016); flicker as the high-frequency part
+of the face's brightness (as in the temporal-flickering measure of EvalCrafter / VBench).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+import numpy as np
+
+from .constants import FPS
+from .measures import FREEZE_DIFF, highpass, speech_mask
+
+Direction = Literal["higher", "lower", "typical"]  # "typical": far from real people either way
+FACE_IOD_PX = 40.0  # inter-ocular distance in the canonical face crop (crops.FACE_SIZE * FACE_IOD)
+BOX_PER_IOD = 2.6  # a detected face box is about this many inter-ocular distances tall
+REPEAT_DIFF = 0.07  # change (differences over edges, `repeat_diff`) below which a frame repeats...
+REPEAT_RELATIVE = 0.5  # ...and below this share of the motion around it (90th pct. within
+LOCAL = 15  # this many frames either side)
+MIN_FRAMES = 8  # fewer valid frames than this: no signal
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One measured signal. `compute(bundle)` returns the clip's value or None (not measurable:
+    a missing column, too few frames, no speech for a speech-only signal)."""
+
+    name: str
+    label: str
+    task: str
+    unit: str
+    low: float
+    high: float
+    direction: Direction
+    description: str
+    compute: Callable[["object"], Optional[float]]
+
+    @property
+    def higher_is_better(self) -> Optional[bool]:
+        return {"higher": True, "lower": False}.get(self.direction)
+
+
+def _column(bundle, name: str) -> Optional[np.ndarray]:
+    """Column `name` on the frames with a face (None when the backend has no such column)."""
+    spec = bundle.spec
+    if name in spec.visual_names:
+        values = bundle.visual_column(name)
+    elif name in spec.audio_names:
+        values = bundle.audio_column(name)
+    else:
+        return None
+    return np.asarray(values, np.float64)[np.asarray(bundle.valid, bool)]
+
+
+def _enough(x: Optional[np.ndarray]) -> bool:
+    return x is not None and x.size >= MIN_FRAMES
+
+
+def native_iod(bundle) -> Optional[float]:
+    """The face's inter-ocular distance in source pixels (median over the clip), from the
+    scored face's boxes."""
+    boxes = [b for b in bundle.info.get("boxes") or [] if b]
+    if not boxes:
+        return None
+    heights = np.array([b[3] - b[1] for b in boxes], float)
+    return float(np.median(heights)) / BOX_PER_IOD
+
+
+def resolution_loss(iod_px: Optional[float]) -> float:
+    """How much sharpness (log Laplacian energy) a face loses only because the source has fewer
+    pixels than the canonical crop: the crop is then an enlargement by s = 40 / iod, and the
+    Laplacian's energy of an enlarged band-limited image falls as s^-4. 0 for faces at or above
+    the crop's scale."""
+    if not iod_px or iod_px >= FACE_IOD_PX:
+        return 0.0
+    return 4.0 * math.log(FACE_IOD_PX / iod_px)
+
+
+# --- visual -----------------------------------------------------------------------------------
+
+def face_detail(bundle) -> Optional[float]:
+    """Median face-crop sharpness plus what the source's resolution alone takes away: a soft or
+    blurred face reads low, a small but sharp face does not."""
+    s = _column(bundle, "face_sharpness")
+    if not _enough(s):
+        return None
+    return float(np.median(s) + resolution_loss(native_iod(bundle)))
+
+
+def _info_series(bundle, key: str) -> Optional[np.ndarray]:
+    """A per-frame list the face stage put in the bundle's info, on the frames with a face."""
+    values = bundle.info.get(key)
+    if values is None:
+        return None
+    series = np.array([np.nan if v is None else v for v in values], float)
+    return series[np.asarray(bundle.valid, bool)[:len(series)]]
+
+
+def mouth_detail(bundle) -> Optional[float]:
+    """Mouth-crop sharpness minus the sharpness of the face's upper half (eyes and brows; log
+    ratio of Laplacian energies): teeth and lip texture keep it near real people's; a blurred or
+    low-resolution pasted mouth (the dubbing generators' 96 px mouth) drops it. Without the upper
+    half (other backends) the whole face crop is the reference."""
+    m = _column(bundle, "mouth_sharpness")
+    reference = _info_series(bundle, "upper_sharpness")
+    if reference is None or reference.size != (0 if m is None else m.size):
+        reference = _column(bundle, "face_sharpness")
+    if not _enough(m) or reference is None:
+        return None
+    return float(np.nanmedian(m - reference))
+
+
+def _median_column(name: str, unit: Callable = float) -> Callable:
+    """The clip's median of a column, back in its unit (the crop statistics store the log of
+    blockiness and log1p of noise)."""
+    def compute(bundle) -> Optional[float]:
+        x = _column(bundle, name)
+        return float(unit(np.median(x))) if _enough(x) else None
+    return compute
+
+
+def colour_step(bundle) -> Optional[float]:
+    """Distance between the mouth region's and the face's colour and brightness (opponent
+    colour means and mean grey, in grey levels / 255): a pasted lower face whose colour or
+    light does not match the head moves it away from real people's (whose lips are redder)."""
+    parts = []
+    for stat in ("chroma_rg", "chroma_by", "brightness"):
+        m, f = _column(bundle, f"mouth_{stat}"), _column(bundle, f"face_{stat}")
+        if not _enough(m) or f is None:
+            return None
+        parts.append(float(np.median(m - f)))
+    return float(np.hypot.reduce(parts))
+
+
+# --- temporal ---------------------------------------------------------------------------------
+
+def repeated_frames(bundle) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(repeated (T,) bool, counted (T,) bool): frames with a face whose face region repeats the
+    previous frame's, among the frames that count: those after a frame with a face that show a
+    new source frame (a source below 25 fps is put on the 25 fps grid by holding each frame,
+    and those held frames are not the source's fault).
+
+    A repeat changes from the previous frame by less than REPEAT_DIFF (the 99.5th percentile of
+    the luma difference over that of the edges: re-encoding noise, on a sharp face or a soft one)
+    and by less than REPEAT_RELATIVE of the change around it (the 90th percentile within LOCAL
+    frames either side), so a calm stretch of a real speaker, whose neighbours are as calm, does
+    not count; a clip whose frames nearly all lie below REPEAT_DIFF is a still
+    picture and every such frame counts. The `mesh` backend measures the difference with one
+    crop for both frames (`repeat_diff`); other backends fall back to the crop statistics'
+    frame difference and the frame-rate cadence."""
+    valid = np.asarray(bundle.valid, bool)
+    counted = np.zeros_like(valid)
+    counted[1:] = valid[1:] & valid[:-1]
+    if "repeat_diff" in bundle.info:
+        diff = np.array([np.nan if d is None else d for d in bundle.info["repeat_diff"]], float)
+        counted &= np.isfinite(diff)
+        counted[[i for i in bundle.info.get("held_frames", []) if i < len(counted)]] = False
+    elif "face_frame_diff" in bundle.spec.visual_names:
+        diff = np.asarray(bundle.visual_column("face_frame_diff"), np.float64)
+    else:
+        return None
+    if counted.sum() < MIN_FRAMES:
+        return None
+    floor = REPEAT_DIFF if "repeat_diff" in bundle.info else FREEZE_DIFF
+    low = counted & (diff < floor)
+    if np.percentile(diff[counted], 90) < floor:  # a still picture throughout
+        return low, counted
+    padded = np.pad(np.where(counted, diff, np.nan), LOCAL, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * LOCAL + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows with no counted frame
+        local = np.nanpercentile(windows, 90, axis=1)
+    return low & (diff < REPEAT_RELATIVE * np.nan_to_num(local)), counted
+
+
+def _resampling_repeats(bundle) -> float:
+    """Share of frames that repeat only because a source below 25 fps was put on the 25 fps grid
+    (for backends that do not report which frames were held)."""
+    if "held_frames" in bundle.info:
+        return 0.0
+    source_fps = float(bundle.info.get("source_fps") or 0.0)
+    fps = float(bundle.spec.fps or FPS)
+    return max(0.0, 1.0 - source_fps / fps) if 0 < source_fps < fps else 0.0
+
+
+def freeze_share(bundle) -> Optional[float]:
+    """Share of frames that repeat the previous one: frozen or dropped frames in the source."""
+    found = repeated_frames(bundle)
+    if found is None:
+        return None
+    repeats, counted = found
+    cadence = _resampling_repeats(bundle)
+    observed = float(repeats.sum()) / float(counted.sum())
+    return float(max(0.0, observed - cadence) / (1.0 - cadence))
+
+
+def longest_freeze(bundle) -> Optional[float]:
+    """The longest run of repeated frames, in seconds (held frames of a low frame-rate source
+    continue a run but do not start one)."""
+    found = repeated_frames(bundle)
+    if found is None:
+        return None
+    repeats, counted = found
+    longest = run = 0
+    for r, c in zip(repeats, counted):
+        run = run + 1 if r else (run if not c and run else 0)
+        longest = max(longest, run)
+    return longest / float(bundle.spec.fps or FPS)
+
+
+def mouth_stall(bundle) -> Optional[float]:
+    """Share of speech frames in stretches of at least 0.2 s where the lips do not move (the gap
+    between them changes by under 1% of the inter-ocular distance per frame): a mouth that stops
+    while the voice goes on."""
+    if "mouth_velocity" not in bundle.spec.visual_names or "log_rms" not in bundle.spec.audio_names:
+        return None
+    valid = np.asarray(bundle.valid, bool)
+    speech = speech_mask(np.asarray(bundle.audio_column("log_rms"), float))  # dB
+    frames = valid & speech
+    if frames.sum() < 2 * MIN_FRAMES or bundle.unjudged.get("lip_sync"):
+        return None
+    still = frames & (np.abs(bundle.visual_column("mouth_velocity")) < 0.01)
+    run_min = int(round(0.2 * (bundle.spec.fps or FPS)))
+    stalled, run = np.zeros_like(still), 0
+    for i, s in enumerate(still):
+        run = run + 1 if s else 0
+        if run >= run_min:
+            stalled[i - run + 1:i + 1] = True
+    return float(stalled.sum() / frames.sum())
+
+
+def _jitter(bundle, name: str, width: int = 5) -> Optional[float]:
+    x = _column(bundle, name)
+    if not _enough(x):
+        return None
+    return float(np.sqrt(np.mean(highpass(x, width) ** 2)))
+
+
+def head_jitter(bundle) -> Optional[float]:
+    """RMS of the fast part (what a 5-frame average does not follow) of the head's per-frame
+    shift, in inter-ocular distances: shake, and a tracked face that trembles."""
+    return _jitter(bundle, "face_shift")
+
+
+def mouth_jitter(bundle) -> Optional[float]:
+    """The same for the lips' movement against the head (pose-free landmarks): a pasted mouth
+    region that trembles on a still head."""
+    return _jitter(bundle, "mouth_velocity")
+
+
+def flicker(bundle) -> Optional[float]:
+    """RMS of the fast part of the face's brightness and colour (grey levels / 255): flicker of
+    light or texture."""
+    parts = [_jitter(bundle, f"face_{s}") for s in ("brightness", "chroma_rg", "chroma_by")]
+    if any(p is None for p in parts):
+        return None
+    return float(np.sqrt(np.sum(np.square(parts))))
+
+
+def blink_rate(bundle) -> Optional[float]:
+    """Blinks per minute: dips of the eye aspect ratio (both eyes) below 70% of its median that
+    last 1-12 frames. Real people blink about 10-20 times a minute; some generators never do."""
+    r, l = _column(bundle, "ear_right"), _column(bundle, "ear_left")
+    if not _enough(r) or l is None or r.size < 2 * FPS:
+        return None
+    ear = (r + l) / 2
+    closed = ear < 0.7 * np.median(ear)
+    blinks, run = 0, 0
+    for c in np.append(closed, False):
+        if c:
+            run += 1
+        else:
+            blinks += 1 <= run <= 12
+            run = 0
+    return float(blinks * 60.0 * (bundle.spec.fps or FPS) / r.size)
+
+
+def head_motion(bundle) -> Optional[float]:
+    """Standard deviation of head pose (yaw, pitch, roll together), in degrees: a stiff head
+    reads low, a swaying one high."""
+    poses = [_column(bundle, c) for c in ("yaw", "pitch", "roll")]
+    if any(not _enough(p) for p in poses):
+        return None
+    return float(90.0 * np.sqrt(sum(np.var(p) for p in poses)))
+
+
+def identity_drift(bundle) -> Optional[float]:
+    """1 - the cosine similarity of the face descriptors at the clip's start and end (dlib's
+    ResNet): the face turning into someone else."""
+    consistency = (bundle.info.get("identity") or {}).get("consistency")
+    return None if consistency is None else float(1.0 - consistency)
+
+
+SIGNAL_LIST = (
+    Signal("face_detail", "Face detail", "visual_quality", "log Laplacian energy", 0.0, 10.0,
+           "higher", "sharpness of the face at a canonical scale, resolution loss added back",
+           face_detail),
+    Signal("mouth_detail", "Mouth detail", "visual_quality", "log ratio", -4.0, 4.0, "higher",
+           "sharpness of the mouth against the face (teeth, lip texture)", mouth_detail),
+    Signal("blockiness", "Blockiness", "visual_quality", "ratio", 1.0, 3.0, "lower",
+           "luminance jumps on the 8x8 coding grid over jumps elsewhere (1 = none)",
+           _median_column("face_blockiness", np.exp)),
+    Signal("noise", "Noise", "visual_quality", "grey levels", 0.0, 20.0, "lower",
+           "noise sigma of the face crop (Immerkaer)", _median_column("face_noise", np.expm1)),
+    Signal("colour_step", "Colour step", "visual_quality", "grey levels / 255", 0.0, 0.3,
+           "typical", "colour and light of the mouth region against the face", colour_step),
+    Signal("freeze_share", "Frozen frames", "temporal_quality", "share of frames", 0.0, 1.0,
+           "lower", "frames that repeat the previous one beyond the frame-rate cadence",
+           freeze_share),
+    Signal("longest_freeze", "Longest freeze", "temporal_quality", "seconds", 0.0, 10.0,
+           "lower", "the longest run of repeated frames", longest_freeze),
+    Signal("mouth_stall", "Mouth stalls", "temporal_quality", "share of speech", 0.0, 1.0,
+           "lower", "speech frames in stretches of 0.2 s or more with still lips", mouth_stall),
+    Signal("head_jitter", "Head jitter", "temporal_quality", "inter-ocular distances", 0.0,
+           0.2, "lower", "fast trembling of the head's position", head_jitter),
+    Signal("mouth_jitter", "Mouth jitter", "temporal_quality", "inter-ocular distances", 0.0,
+           0.1, "lower", "fast trembling of the lips against the head", mouth_jitter),
+    Signal("flicker", "Flicker", "temporal_quality", "grey levels / 255", 0.0, 0.1, "lower",
+           "fast changes of the face's brightness and colour", flicker),
+    Signal("blink_rate", "Blink rate", "temporal_quality", "blinks per minute", 0.0, 60.0,
+           "typical", "eye blinks per minute", blink_rate),
+    Signal("head_motion", "Head motion", "temporal_quality", "degrees", 0.0, 30.0, "typical",
+           "how much the head turns and nods", head_motion),
+    Signal("identity_drift", "Identity drift", "visual_quality", "1 - cosine", 0.0, 1.0, "lower",
+           "how far the face's identity moves between the clip's start and end", identity_drift),
+)
+SIGNALS = {s.name: s for s in SIGNAL_LIST}
+if len(SIGNALS) != len(SIGNAL_LIST):  # one home per signal: a name defined twice is a bug
+    raise ValueError("a signal name is defined twice")
+
+
+CONCERN = 10.0  # a signal whose standing is below this (worse than 90% of real recordings) is named
+
+
+def standing(signal: Signal, percentile: Optional[float]) -> Optional[float]:
+    """0-100: how a value stands among clean real recordings, 100 the best side: the percentile
+    for a higher-is-better signal, 100 minus it for a lower-is-better one, and for a signal
+    that should be typical, 100 at the real recordings' median falling to 0 at either end."""
+    if percentile is None:
+        return None
+    if signal.direction == "higher":
+        return percentile
+    if signal.direction == "lower":
+        return 100.0 - percentile
+    return 100.0 - 2.0 * abs(percentile - 50.0)
+
+
+def explain(task: str, standings: dict[str, Optional[float]], most: int = 3) -> tuple[str, ...]:
+    """The signals of `task` that pull it down: those standing below CONCERN, worst first, at
+    most `most` of them (none when the clip looks like real recordings on every signal)."""
+    worst = sorted((value, name) for name, value in standings.items()
+                   if value is not None and value < CONCERN and SIGNALS[name].task == task)
+    return tuple(name for _, name in worst[:most])
+
+
+def measure_signals(bundle) -> dict[str, Optional[float]]:
+    """Every signal of one clip (None where it cannot be measured), in table order."""
+    out = {}
+    for signal in SIGNAL_LIST:
+        value = signal.compute(bundle)
+        out[signal.name] = None if value is None or not np.isfinite(value) else round(value, 6)
+    return out
