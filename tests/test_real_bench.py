@@ -108,3 +108,56 @@ def test_artifacts_stay_on_the_lower_face():
         assert changed.any()
         assert not changed[:y0].any() and not changed[:, :x0].any() and \
             not changed[:, x1:].any() and not changed[y1:].any()
+
+
+def test_generator_like_artifacts_change_only_what_they_name():
+    """Issue 19's factors: each changes its own region (or, for frame-level ones, its own
+    frames), and a strength of 0 changes nothing."""
+    from talkface.synth import degrade
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 120, 100, 3), np.uint8)
+    boxes = np.tile([20.0, 10.0, 80.0, 110.0], (12, 1))
+
+    def changed_rows_cols(out):
+        changed = np.any(out != frames, axis=(0, 3))
+        rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+        return (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) if changed.any() \
+            else None
+
+    lx0, ly0, lx1, ly1 = degrade.lower_face(boxes[0])
+    y0, y1 = changed_rows_cols(degrade.mouth_blur(frames, boxes, 3.0))[:2]
+    assert y0 >= ly0 and y1 <= ly1  # the mouth only
+    for region, out in ((degrade.upper_face(boxes[0]), degrade.stiff_head(frames, boxes, 1.0,
+                                                                           rng)),
+                        (degrade.eye_band(boxes[0]), degrade.no_blinks(frames, boxes, 1.0, rng))):
+        x0, y0, x1, y1 = region
+        r0, r1, c0, c1 = changed_rows_cols(out)
+        assert r0 >= y0 and r1 <= y1 and c0 >= x0 and c1 <= x1
+        assert ly0 >= y1 - 0.1 * (boxes[0][3] - boxes[0][1])  # the mouth keeps moving
+    for out in (degrade.face_smoothing(frames, boxes, 0.8),
+                degrade.texture_flicker(frames, boxes, 0.5, rng)):
+        r0, r1, c0, c1 = changed_rows_cols(out)
+        assert r0 >= 10 and r1 <= 110 and c0 >= 20 and c1 <= 80  # inside the face box
+    repeated = degrade.frame_repeats(frames, 0.25)  # every 4th frame repeats the one before
+    same = [i for i in range(1, 12) if (repeated[i] == repeated[i - 1]).all()]
+    assert same == [3, 7, 11]
+    still = np.repeat(frames[:1], 12, 0)
+    assert (degrade.over_smooth(still, 2.0) == still).all()  # nothing moving: nothing to smooth
+    assert np.abs(degrade.over_smooth(frames, 2.0).astype(int) - frames).mean() > 10
+    for fn in (lambda: degrade.mouth_blur(frames, boxes, 0.0),
+               lambda: degrade.stiff_head(frames, boxes, 0.0, rng),
+               lambda: degrade.frame_repeats(frames, 0.0),
+               lambda: degrade.over_smooth(frames, 0.0)):
+        assert (fn() == frames).all()
+
+
+def test_new_factors_lower_only_their_own_task():
+    from talkface.synth import labels
+    clean = labels.compute_labels({})
+    for name in ("mouth_blur", "face_smoothing", "texture_flicker", "frame_repeat",
+                 "stiff_head", "no_blinks", "over_smooth"):
+        f = labels.FACTORS[name]
+        out = labels.compute_labels({name: labels.strength_for(name, 0.5)})
+        assert out[f.task] == pytest.approx(0.5, abs=1e-6)
+        others = {"visual_quality", "temporal_quality"} - {f.task}
+        assert all(out[t] == clean[t] for t in others) and out["lip_sync"] == clean["lip_sync"]

@@ -271,3 +271,146 @@ def freeze_lower_face(frames: np.ndarray, boxes: np.ndarray, fraction: float,
         else:
             _paste(out[i], boxes[i], frames[anchor], boxes[anchor])
     return out
+
+
+# ---- more of what generators get wrong (issue 19): region smoothing, texture flicker, stiff
+# ---- upper face, missing blinks, frame repeats at an encoder's cadence, over-smooth motion
+
+def upper_face(box) -> tuple[int, int, int, int]:
+    """The region above the mouth (forehead, eyes, nose) of a face box."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return int(x0 + 0.05 * w), int(y0), int(x1 - 0.05 * w), int(y0 + 0.55 * h)
+
+
+def eye_band(box) -> tuple[int, int, int, int]:
+    """The band of the face box that holds both eyes."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return int(x0 + 0.08 * w), int(y0 + 0.22 * h), int(x1 - 0.08 * w), int(y0 + 0.52 * h)
+
+
+def _slices(frame: np.ndarray, region) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = region
+    h, w = frame.shape[:2]
+    x0, x1 = max(0, x0), min(w, max(x1, x0 + 4))
+    y0, y1 = max(0, y0), min(h, max(y1, y0 + 4))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _in_region(frames: np.ndarray, boxes: np.ndarray, region, edit) -> np.ndarray:
+    """`edit(patch, i)` applied to each frame's `region(box)`, blended in with soft edges."""
+    out = frames.copy()
+    for i, (frame, box) in enumerate(zip(out, boxes)):
+        if np.isfinite(box).all():
+            rows, cols = _slices(frame, region(box))
+            patch = frame[rows, cols]
+            if patch.shape[0] > 4 and patch.shape[1] > 4:
+                frame[rows, cols] = _blend(patch, edit(patch, i))
+    return out
+
+
+def mouth_blur(frames: np.ndarray, boxes: np.ndarray, sigma: float,
+               scale: float = 1.0) -> np.ndarray:
+    """A smeared mouth (teeth and lips without texture, as a dubbing generator's upscaled mouth):
+    the lower face blurred, `sigma` reference pixels times `scale`, the rest left sharp."""
+    if sigma <= 0:
+        return frames
+    s = sigma * scale
+    return _in_region(frames, boxes, lower_face,
+                      lambda patch, i: cv2.GaussianBlur(patch, (0, 0), s))
+
+
+def face_smoothing(frames: np.ndarray, boxes: np.ndarray, amount: float) -> np.ndarray:
+    """GAN-like skin: the face's texture ironed out by an edge-preserving filter (bilateral,
+    repeated), blended in by `amount` in [0, 1]; edges and shapes stay."""
+    if amount <= 0:
+        return frames
+
+    def smooth(patch, i):
+        flat = patch
+        for _ in range(3):
+            flat = cv2.bilateralFilter(flat, 9, 40, 9)
+        return cv2.addWeighted(flat, float(min(amount, 1.0)), patch, float(1 - min(amount, 1.0)),
+                               0)
+    whole = lambda box: tuple(int(v) for v in box)  # noqa: E731 - the face box itself
+    return _in_region(frames, boxes, whole, smooth)
+
+
+def texture_flicker(frames: np.ndarray, boxes: np.ndarray, amplitude: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The face's texture comes and goes from frame to frame (brightness kept): each frame's face
+    is mixed with its blurred self by a random weight |N(0, amplitude)| (at most 1)."""
+    if amplitude <= 0:
+        return frames
+    weights = np.clip(np.abs(rng.normal(0, amplitude, len(frames))), 0, 1)
+    whole = lambda box: tuple(int(v) for v in box)  # noqa: E731 - the face box itself
+    return _in_region(frames, boxes, whole, lambda patch, i: cv2.addWeighted(
+        cv2.GaussianBlur(patch, (0, 0), 2.5), float(weights[i]), patch,
+        float(1 - weights[i]), 0))
+
+
+def _held_region(frames: np.ndarray, boxes: np.ndarray, fraction: float,
+                 rng: np.random.Generator, region) -> np.ndarray:
+    """In runs covering `fraction` of the frames, `region` of the run's first frame is held."""
+    if fraction <= 0:
+        return frames
+    held = _runs(len(frames), fraction, rng)
+    anchors, anchor = {}, None
+    for i in range(len(frames)):
+        anchor = (anchor if anchor is not None else i) if held[i] else None
+        anchors[i] = anchor
+    def held_patch(patch, i):
+        a = anchors[i]
+        if a is None or not np.isfinite(boxes[a]).all():
+            return patch
+        source = frames[a][_slices(frames[a], region(boxes[a]))]  # following the head
+        return cv2.resize(source, (patch.shape[1], patch.shape[0]))
+    return _in_region(frames, boxes, region, held_patch)
+
+
+def stiff_head(frames: np.ndarray, boxes: np.ndarray, fraction: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """A head held still while the mouth moves: the upper face of each run's first frame is held
+    for `fraction` of the frames (in runs)."""
+    return _held_region(frames, boxes, fraction, rng, upper_face)
+
+
+def no_blinks(frames: np.ndarray, boxes: np.ndarray, fraction: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Eyes that never blink or move: the eye band of each run's first frame is held for
+    `fraction` of the frames (in runs)."""
+    return _held_region(frames, boxes, fraction, rng, eye_band)
+
+
+def frame_repeats(frames: np.ndarray, fraction: float) -> np.ndarray:
+    """Frames dropped and the previous one shown again at a regular cadence, as an encoder or a
+    frame-rate converter does: every round(1 / fraction)-th frame repeats the one before."""
+    if fraction <= 0:
+        return frames
+    every = max(2, int(round(1.0 / min(fraction, 0.5))))
+    out = frames.copy()
+    for i in range(every - 1, len(frames), every):
+        out[i] = out[i - 1]
+    return out
+
+
+def over_smooth(frames: np.ndarray, radius: float) -> np.ndarray:
+    """Motion too smooth to be real: each frame a weighted mean of its neighbours within
+    `radius` frames (a triangular window), so fast movements ghost and settle late."""
+    if radius <= 0:
+        return frames
+    r = int(np.ceil(radius))
+    weights = np.array([max(0.0, 1 - abs(k) / (radius + 1)) for k in range(-r, r + 1)])
+    weights /= weights.sum()
+    padded = np.concatenate([frames[:1].repeat(r, 0), frames, frames[-1:].repeat(r, 0)])
+    out = np.zeros(frames.shape, np.float32)
+    for k, w in enumerate(weights):
+        out += w * padded[k:k + len(frames)].astype(np.float32)
+    return out.round().astype(np.uint8)
+
+
+FRAME_DEGRADATIONS.update({
+    "frame_repeat": lambda frames, v, rng, scale: frame_repeats(frames, v),
+    "over_smooth": lambda frames, v, rng, scale: over_smooth(frames, v),
+})

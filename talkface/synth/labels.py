@@ -9,7 +9,9 @@ where x50 is the strength judged "half as good" and k sets how sharply quality f
     lip_sync         = q_offset * q_frozen_mouth * q_swap_mix * q_other_speaker * q_mouth_time
                        * q_frozen_lower * sqrt(q_freeze)
     visual_quality   = q_blur * q_crf * q_noise * q_lowres_mouth * q_colour_mismatch
-    temporal_quality = q_shake * q_freeze * q_flicker * q_region_jitter
+                       * q_mouth_blur * q_face_smoothing
+    temporal_quality = q_shake * q_freeze * q_flicker * q_region_jitter * q_texture_flicker
+                       * q_frame_repeat * q_stiff_head * q_no_blinks * q_over_smooth
     overall          = lip_sync ** 0.4 * visual_quality ** 0.3 * temporal_quality ** 0.3
 
 (without audio lip sync cannot be judged: lip_sync is NaN and overall = sqrt(visual * temporal)).
@@ -36,7 +38,7 @@ from ..measures import (FREEZE_K, FREEZE_X50, combine_overall, invert_curve, off
 from ..tasks import TASKS
 
 LABEL_VERSION = "synth-labels-1"
-REAL_LABEL_VERSION = "real-labels-1"
+REAL_LABEL_VERSION = "real-labels-2"  # 2: seven more generator-like factors
 BASE_CRF = 18  # every clip is encoded at least this hard; crf strength is crf - BASE_CRF
 
 
@@ -68,6 +70,16 @@ FACTORS = {
     "lowres_mouth": Factor("lowres_mouth", "visual_quality", 1.5, 2.0, 3.0),
     "colour_mismatch": Factor("colour_mismatch", "visual_quality", 0.08, 2.0, 0.3),
     "region_jitter": Factor("region_jitter", "temporal_quality", 1.5, 2.0, 6.0),
+    # more of what generators get wrong (real-labels-2): a smeared mouth, GAN-smoothed skin,
+    # texture flicker, frame repeats at an encoder's cadence, a stiff head, eyes that never
+    # blink, motion smoothed into ghosting
+    "mouth_blur": Factor("mouth_blur", "visual_quality", 2.0, 2.0, 8.0),
+    "face_smoothing": Factor("face_smoothing", "visual_quality", 0.5, 2.0, 1.0),
+    "texture_flicker": Factor("texture_flicker", "temporal_quality", 0.3, 2.0, 1.0),
+    "frame_repeat": Factor("frame_repeat", "temporal_quality", FREEZE_X50, FREEZE_K, 0.5),
+    "stiff_head": Factor("stiff_head", "temporal_quality", 0.5, 2.0, 1.0),
+    "no_blinks": Factor("no_blinks", "temporal_quality", 0.6, 2.0, 1.0),
+    "over_smooth": Factor("over_smooth", "temporal_quality", 1.5, 2.0, 4.0),
 }
 LIP_FACTORS = [n for n, f in FACTORS.items() if f.task == "lip_sync"]
 VISUAL_FACTORS = [n for n, f in FACTORS.items() if f.task == "visual_quality"]

@@ -14,7 +14,12 @@ plus graded versions of one factor, its strength worked back from evenly spaced 
 - visual: blur, H.264 CRF, noise, a low-resolution lower face pasted back with a seam
   (Wav2Lip-style), a colour and brightness mismatch of the pasted lower face;
 - temporal: camera shake, frame freezes, colour flicker, a pasted lower face jittering against
-  the head.
+  the head;
+- and what generators get wrong beyond those (`real-labels-2`): a smeared mouth (the lower face
+  blurred), GAN-smoothed skin (edge-preserving smoothing of the face), texture that comes and
+  goes between frames, frame repeats at an encoder's cadence, a stiff head (the upper face held
+  while the mouth moves), eyes that never blink (the eye band held), motion smoothed into
+  ghosting.
 
 Strengths in pixels are relative to the face (a reference face of 150 px, the puppet's), so a
 strength means the same visible damage on a close-up and on a full-body shot. Frames are
@@ -47,8 +52,10 @@ REFERENCE_FACE = 150.0  # px: pixel strengths are given for a face this tall
 MAX_FACE, MAX_SIDE = 160, 960
 SOURCE_SECONDS = 30.0  # read at most this much of a recording
 LIP = ["offset_frames", "other_speaker", "mouth_time", "frozen_lower"]
-VISUAL = ["blur_sigma", "crf", "noise_sigma", "lowres_mouth", "colour_mismatch"]
-TEMPORAL = ["shake_px", "freeze_fraction", "flicker_amp", "region_jitter"]
+VISUAL = ["blur_sigma", "crf", "noise_sigma", "lowres_mouth", "colour_mismatch", "mouth_blur",
+          "face_smoothing"]
+TEMPORAL = ["shake_px", "freeze_fraction", "flicker_amp", "region_jitter", "texture_flicker",
+            "frame_repeat", "stiff_head", "no_blinks", "over_smooth"]
 META = ["file", "split", "speaker", "source", "source_kind", "condition", "family", "seed",
         "start_s", "duration_s", "fps", "has_audio", "audio_source", "repo", "repo_licence"]
 COLUMNS = META + list(labels.PARAMS) + list(labels.TASKS) + ["label_version"]
@@ -237,6 +244,11 @@ def _artifacts(clip, clip_boxes, p, frames, boxes, job, rng, face_scale):
     clip = degrade.paste_lowres(clip, clip_boxes, p["lowres_mouth"])
     clip = degrade.colour_mismatch(clip, clip_boxes, p["colour_mismatch"], rng)
     clip = degrade.region_jitter(clip, clip_boxes, p["region_jitter"], rng, face_scale)
+    clip = degrade.mouth_blur(clip, clip_boxes, p["mouth_blur"], face_scale)
+    clip = degrade.face_smoothing(clip, clip_boxes, p["face_smoothing"])
+    clip = degrade.texture_flicker(clip, clip_boxes, p["texture_flicker"], rng)
+    clip = degrade.stiff_head(clip, clip_boxes, p["stiff_head"], rng)
+    clip = degrade.no_blinks(clip, clip_boxes, p["no_blinks"], rng)
     if p["mouth_time"] > 0:  # donor frames at least 1 s away from this segment
         far = np.r_[np.arange(0, max(job.start - 25, 0)),
                     np.arange(min(job.start + job.n_frames + 25, len(frames)), len(frames))]
