@@ -8,10 +8,19 @@ the checkpoint (the users' path: `Scorer.score_many`), and prints per generator 
 repository; real recordings as one group for reference) the median and range of every task, the
 share of clips flagged out of distribution or not judged, and the best- and worst-scored clip per
 task, to look at in the app. The per-clip table goes to `--out`.
+
+Then the figures of issue 19, on real recordings of the speakers held out of the footage's
+speaker split (`talkface.synth.footage.speaker_split`, the side no signal reference or penalty
+was fitted on) against every generator output (no generator output was used to fit anything but
+the reporting percentiles): the AUC that a real clip's score is above a generator clip's, over
+all generators and per generator; the share of generator outputs at visual quality >= 0.95; the
+number of distinct values each task takes on the generator outputs (ties are what a step-shaped
+calibration makes).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,11 +30,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from talkface.api import load_scorer  # noqa: E402
+from talkface.metrics import auc  # noqa: E402
+from talkface.synth.footage import read_footage, speaker_split  # noqa: E402
 from talkface.tasks import TASKS  # noqa: E402
 
 
 def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
-    footage = pd.read_csv(real / "manifest.csv")
+    footage = read_footage(real)
+    split = speaker_split(footage)
+    footage["split"] = footage["speaker"].map(split)
     footage = footage[footage["kind"].isin(kinds)].reset_index(drop=True)
     scorer = load_scorer(checkpoint)
     files = [str(real / f) for f in footage["file"]]
@@ -35,7 +48,7 @@ def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
     rows = []
     for (_, row), result in zip(footage.iterrows(), results):
         group = row["repo"] if row["kind"] == "generated" else "real recordings"
-        out = {"file": row["file"], "group": group, "kind": row["kind"],
+        out = {"file": row["file"], "group": group, "kind": row["kind"], "split": row["split"],
                "error": getattr(result, "error", None)}
         if out["error"] is None:
             out.update({t: s for t, s in result.scores.items()})
@@ -70,11 +83,34 @@ def extremes(table: pd.DataFrame, tasks: list[str]) -> list[str]:
     return lines
 
 
+def separation(table: pd.DataFrame, tasks: list[str]) -> dict:
+    """Issue 19's figures: real held-out recordings against generator outputs."""
+    scored = table[table["error"].isna()]
+    gen = scored[scored["kind"] == "generated"]
+    real = scored[(scored["kind"] != "generated") & (scored["split"] == "test")]
+    out = {"real_test_clips": len(real), "generated_clips": len(gen), "auc": {},
+           "auc_per_generator": {}, "distinct": {}}
+    for t in tasks:
+        r, g = pd.to_numeric(real[t]).dropna(), pd.to_numeric(gen[t]).dropna()
+        if len(r) and len(g):
+            out["auc"][t] = auc(r.to_numpy(), g.to_numpy())
+        out["distinct"][t] = [int(g.round(6).nunique()), int(len(g))]
+    r = pd.to_numeric(real["overall"]).dropna().to_numpy()
+    for group, part in gen.groupby("group"):
+        g = pd.to_numeric(part["overall"]).dropna().to_numpy()
+        if len(g) and len(r):
+            out["auc_per_generator"][group] = [auc(r, g), int(len(g))]
+    visual = pd.to_numeric(gen["visual_quality"]).dropna()
+    out["generated_visual_at_least_0.95"] = float((visual >= 0.95).mean()) if len(visual) else None
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--real", required=True, type=Path, help="footage folder with manifest.csv")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the active one)")
-    p.add_argument("--kinds", nargs="+", default=["generated", "talking_with_audio"])
+    p.add_argument("--kinds", nargs="+", default=["generated", "talking_with_audio",
+                                                   "video_only"])
     p.add_argument("--out", type=Path, default=Path("artifacts/generators.csv"))
     args = p.parse_args(argv)
     table = score_table(args.real, args.kinds, args.checkpoint)
@@ -90,6 +126,17 @@ def main(argv=None) -> int:
         print("\nmedian, generated vs real recordings: " + ", ".join(
             f"{t} {np.nanmedian(pd.to_numeric(gen[t])):.2f} vs "
             f"{np.nanmedian(pd.to_numeric(real[t])):.2f}" for t in tasks))
+    fig = separation(table, tasks)
+    print(f"\nreal held-out recordings ({fig['real_test_clips']}) vs generator outputs "
+          f"({fig['generated_clips']}): AUC " + ", ".join(f"{t} {v:.3f}" for t, v in
+                                                        fig["auc"].items()))
+    worst = sorted(fig["auc_per_generator"].items(), key=lambda kv: kv[1][0])
+    print("overall AUC per generator (lowest first): " + ", ".join(
+        f"{g} {a:.2f} (n={n})" for g, (a, n) in worst))
+    print(f"generator outputs at visual >= 0.95: {fig['generated_visual_at_least_0.95']:.0%}")
+    print("distinct values on generator outputs: " + ", ".join(
+        f"{t} {d}/{n}" for t, (d, n) in fig["distinct"].items()))
+    args.out.with_suffix(".json").write_text(json.dumps(fig, indent=1))
     print(f"per clip: {args.out}")
     return 0
 

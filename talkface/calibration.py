@@ -67,6 +67,16 @@ def strictly_increasing(y: np.ndarray, low: float, high: float) -> np.ndarray:
                    + step * np.arange(n), floor, ceiling)
 
 
+def smooth_monotone(curve: dict, low: float = 0.0, high: float = 1.0) -> dict:
+    """An isotonic map stored as steps (talkface 0.2) as the smooth, strictly increasing curve
+    through the same knots (what `fit_monotone` now returns)."""
+    if curve.get("shape") == "pchip":
+        return curve
+    ys = strictly_increasing(np.asarray(curve["y"], float), low, high)
+    return {"x": list(curve["x"]), "y": [round(float(y), 6) for y in ys], "shape": "pchip",
+            "range": [low, high]}
+
+
 def apply_monotone(curve: Optional[dict], values: np.ndarray) -> np.ndarray:
     """The score users see for raw scores `values` (unchanged without a map)."""
     if not curve:
@@ -199,11 +209,11 @@ def percentiles(values) -> list[float]:
         else []
 
 
-def penalty_term(name: str, direction: str, table: list[float]) -> dict:
+def penalty_term(name: str, direction: str, table: list[float], edge: int = 10) -> dict:
     """A penalty term for signal `name` from its real-recording percentiles (weight 0 until
-    fitted): the typical range ends at the 10th / 90th percentile, `spread` is the distance from
-    the median to that edge."""
-    p10, p50, p90 = table[10], table[50], table[90]
+    fitted): the typical range ends at the `edge`-th / (100 - edge)-th percentile, `spread` is
+    the distance from the median to that edge."""
+    p10, p50, p90 = table[edge], table[50], table[100 - edge]
     spread = max(abs(p90 - p50), abs(p50 - p10), 1e-6)
     return {"signal": name, "direction": direction, "weight": 0.0, "low": round(p10, 6),
             "high": round(p90, 6), "spread": round(spread, 6)}

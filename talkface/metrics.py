@@ -91,6 +91,15 @@ def krcc(pred, true, chunk: int = 2048) -> float:
     return concordant / denom if denom > 0 else math.nan
 
 
+def auc(positive, negative) -> float:
+    """ROC AUC of two samples: the chance that a value of `positive` is above one of `negative`
+    (ties count half); NaN when either is empty."""
+    p, n = np.asarray(positive, float), np.asarray(negative, float)
+    if not len(p) or not len(n):
+        return float("nan")
+    return float((p[:, None] > n[None]).mean() + 0.5 * (p[:, None] == n[None]).mean())
+
+
 @dataclass(frozen=True)
 class Metric:
     """One row of the metric table. `shown`: a column of the summary tables (comparisons,

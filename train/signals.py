@@ -1,15 +1,23 @@
-"""Measured signals on a footage pool: the real-recording reference a checkpoint carries, and a
-table of every clip's signals for study.
+"""Measured signals in a checkpoint: the real-recording reference it reads them against, the
+penalties they take off its scores, and a table of every clip's signals for study.
 
-    python -m train.signals --real FOOTAGE --checkpoint DIR --out DIR     # store the reference
     python -m train.signals --real FOOTAGE --table signals.csv            # every clip, for study
+    python -m train.signals --real FOOTAGE --data BENCH --checkpoint DIR --out DIR
 
 The reference is the 101 percentiles of each signal (`talkface.signals`) over the clean real
 recordings (`talking_with_audio` and `video_only`) of the speakers on the training side of the
 footage's speaker split (`talkface.synth.footage.speaker_split`, the split the sync model and the
 real-footage benchmark use): a clip's signal is then read against real people the checkpoint saw,
-never against the people it is tested on. The checkpoint is written again with the same weights
-and the reference added to its calibration (`talkface.checkpoint`, one atomic write).
+never against the people it is tested on.
+
+The penalties (`talkface.calibration`, "penalties") are fitted on the training split of a
+benchmark with labels (`--data`, e.g. `talkface synth --from-real`): per task, non-negative
+weights such that the signals' excess beyond the real recordings' typical range explains how far
+the labels lie below the calibrated scores. The checkpoint's monotone maps become smooth and
+strictly increasing first (`smooth_monotone`), so the penalties are fitted on the scores users
+get. The checkpoint is written again with the same weights and the new calibration
+(`talkface.checkpoint`, one atomic write); `train.evaluate` / `benchmarks/families.py` then
+measure it on the benchmark's test speakers.
 """
 from __future__ import annotations
 
@@ -23,7 +31,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from talkface.api import load_scorer
-from talkface.calibration import Calibration, percentiles
+import numpy as np
+
+from talkface.calibration import (Calibration, fit_penalties, penalty_term, percentiles,
+                                  smooth_monotone)
+from talkface.data import DataSettings, load_dataset
+from talkface.predict import predict_arrays
 from talkface.checkpoint import load_checkpoint, save_checkpoint
 from talkface.errors import TalkfaceError
 from talkface.signals import SIGNAL_LIST, measure_signals
@@ -61,14 +74,46 @@ def reference(table: pd.DataFrame) -> dict[str, list[float]]:
             if s.name in real and real[s.name].notna().sum() >= 10}
 
 
-def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str) -> Path:
-    """The checkpoint at `checkpoint` written to `out` with the signal reference added."""
+PENALISED = ("visual_quality", "temporal_quality", "overall")  # lip sync has its own model
+
+
+def fit_signal_penalties(loaded, cal: Calibration, data: str, edge: int = 10) -> dict:
+    """task -> fitted penalty terms, on the training split of the benchmark at `data` (split by
+    speaker in its manifest), scored through `cal` without penalties."""
+    settings = DataSettings(tasks=[t.name for t in loaded.tasks], features=loaded.spec.extractor)
+    dataset = load_dataset(data, settings, progress=True)
+    clips = dataset.splits["train"]
+    base = Calibration(monotone=cal.monotone)
+    scores, targets = predict_arrays(loaded.model, clips, calibration=base)
+    penalties = {}
+    for i, task in enumerate(t.name for t in loaded.tasks):
+        if task not in PENALISED:
+            continue
+        terms = [penalty_term(s.name, s.direction, cal.signals[s.name], edge)
+                 for s in SIGNAL_LIST if s.name in cal.signals
+                 and (s.task == task or task == "overall")]
+        ok = np.isfinite(scores[:, i]) & np.isfinite(targets[:, i])
+        fitted = fit_penalties(terms, [c.signals for c, k in zip(clips, ok) if k],
+                               targets[ok, i] - scores[ok, i])
+        log.info("%s: %s", task, ", ".join(f"{t['signal']} {t['weight']:.3f}" for t in fitted))
+        if fitted:
+            penalties[task] = fitted
+    return penalties
+
+
+def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str,
+                    data: Optional[str] = None, edge: int = 10) -> Path:
+    """The checkpoint at `checkpoint` written to `out` with the signal reference added, its
+    monotone maps made smooth, and (with a benchmark at `data`) fitted signal penalties."""
     loaded = load_checkpoint(checkpoint)
     cal = Calibration.from_meta(loaded.meta.calibration or {})
+    ranges = {t.name: (t.low, t.high) for t in loaded.tasks}
+    cal.monotone = {k: smooth_monotone(v, *ranges[k]) for k, v in cal.monotone.items()}
     cal.signals = reference(table)
     n = int(((table["split"] == "train") & table["kind"].isin(REAL_KINDS)).sum())
     cal.signals_note = (f"{n} real recordings of the training speakers of "
                         f"{Path(footage).name} (talking and silent faces)")
+    cal.penalties = fit_signal_penalties(loaded, cal, data, edge) if data else {}
     meta = loaded.meta
     shipping = "talkface/checkpoints" in str(Path(out).resolve())
     return save_checkpoint(out, loaded.model, meta.options, metrics=meta.metrics, data=meta.data,
@@ -82,15 +127,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--checkpoint", help="checkpoint whose extractor makes the features "
                    "(default: the active one)")
     p.add_argument("--out", help="write the checkpoint with the reference here")
-    p.add_argument("--table", help="write every clip's signals as CSV here")
+    p.add_argument("--table", help="write every clip's signals as CSV here (or read it, when it "
+                   "exists and --reuse-table is given)")
+    p.add_argument("--reuse-table", action="store_true")
+    p.add_argument("--data", help="benchmark with labels whose training split fits penalties")
+    p.add_argument("--edge", type=int, default=10,
+                   help="percentile where the real recordings' typical range ends")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        table = signal_table(args.real, args.checkpoint)
-        if args.table:
-            table.to_csv(args.table, index=False, float_format="%.6g")
+        if args.reuse_table and args.table and Path(args.table).exists():
+            table = pd.read_csv(args.table)
+        else:
+            table = signal_table(args.real, args.checkpoint)
+            if args.table:
+                table.to_csv(args.table, index=False, float_format="%.6g")
         if args.out:
-            print(f"wrote {store_reference(args.checkpoint, args.out, table, args.real)}")
+            folder = store_reference(args.checkpoint, args.out, table, args.real, args.data,
+                                     args.edge)
+            print(f"wrote {folder}")
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

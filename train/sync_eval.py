@@ -23,6 +23,7 @@ import torch
 from talkface.constants import MAX_OFFSET_FRAMES
 from talkface.markdown import markdown_table
 from talkface.measures import highpass, loudness_db
+from talkface.metrics import auc
 from talkface.sync.correlation import correlation_curve
 from talkface.sync.frontend import normalise_mel
 
@@ -63,13 +64,6 @@ def shifted_curves(dist: np.ndarray, wvalid: np.ndarray, k: int, context=None) -
         else:
             i += 1
     return np.array(out).reshape(-1, len(OFFSETS))
-
-
-def auc(positive, negative) -> float:
-    p, n = np.asarray(positive, float), np.asarray(negative, float)
-    if not len(p) or not len(n):
-        return float("nan")
-    return float((p[:, None] > n[None]).mean() + 0.5 * (p[:, None] == n[None]).mean())
 
 
 def figures(curves_of, clips: list[SyncClip], cross) -> dict:

@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import DatasetError, TalkfaceError
 from ..markdown import markdown_table
 from ..metrics import LABELS
+from ..results import SignalValue
 from ..tasks import TASKS
 from .jobs import SAMPLES_DIR
 
@@ -104,13 +105,52 @@ def score_cards_html(result) -> str:
             f'{_percentile_text(score)}</div>'
             f'<div class="tf-bar"><div style="width:{100 * score.unit:.0f}%;'
             f'background:{colour}"></div></div>'
-            f'<div class="tf-meaning">{html.escape(t.description)}</div>{extra}</div>')
+            f'<div class="tf-meaning">{html.escape(t.description)}</div>'
+            f'{_why(result, score)}{extra}</div>')
     banner = ""
     if result.out_of_distribution:
         banner = (f'<div class="tf-ood"><b>Out of the training distribution:</b> '
                   f'{html.escape(result.out_of_distribution)}. These scores are extrapolations; '
                   f'do not rely on them.</div>')
-    return f'{banner}<div class="tf-cards">{"".join(cards)}</div>'
+    return f'{banner}<div class="tf-cards">{"".join(cards)}</div>{signals_html(result)}'
+
+
+def _signal_text(value: SignalValue) -> str:
+    """'frozen frames 0.52 (worse than 98% of real recordings)'."""
+    d = value.to_dict()
+    where = ""
+    if value.standing is not None:
+        where = f" (worse than {100 - value.standing:.0f}% of real recordings)"
+    return f"{d['label'].lower()} {value.value:.3g} {d['unit']}{where}"
+
+
+def _why(result, score) -> str:
+    """The signals that pull this task's score down, on its card."""
+    if not score.why:
+        return ""
+    items = "; ".join(html.escape(_signal_text(result.signals[name])) for name in score.why)
+    return f'<div class="tf-why"><b>Pulled down by:</b> {items}</div>'
+
+
+def signals_html(result) -> str:
+    """Every measured signal: value and unit, the task it informs, where it stands among real
+    recordings (100 = the good end), and what it measures; in a collapsed section."""
+    if not result.signals:
+        return ""
+    rows = []
+    for value in result.signals.values():
+        d = value.to_dict()
+        shown = "not measured" if value.value is None else f"{value.value:.3g} {d['unit']}"
+        standing = "" if value.standing is None else f"{value.standing:.0f}"
+        concern = ' class="tf-concern"' if value.standing is not None and value.standing < 10 \
+            else ""
+        rows.append(f"<tr{concern}><td>{html.escape(d['label'])}</td><td>{html.escape(shown)}"
+                    f"</td><td>{html.escape(d['task'].replace('_', ' '))}</td><td>{standing}"
+                    f"</td><td>{html.escape(d['meaning'])}</td></tr>")
+    return ('<details class="tf-signals" open><summary>Measured signals (standing: 100 = as good '
+            'as the best real recordings, 0 = worse than all of them)</summary><table><thead>'
+            '<tr><th>signal</th><th>value</th><th>informs</th><th>standing</th><th>measures</th>'
+            '</tr></thead><tbody>' + "".join(rows) + "</tbody></table></details>")
 
 
 def _sync_note(sync) -> str:
