@@ -24,9 +24,6 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-from tqdm import tqdm
-
 from .errors import TalkfaceError
 
 
@@ -96,6 +93,7 @@ def _videos(paths: list[str]) -> list[Path]:
 
 def _score_files(scorer, files: list[Path], batch_size: int, desc: str,
                  reference=None) -> list:
+    from tqdm import tqdm
     with tqdm(total=len(files), desc=desc, unit="file", file=sys.stderr) as bar:
         return scorer.score_many(files, batch_size=batch_size, progress=lambda *_: bar.update(),
                                  reference=reference)
@@ -148,6 +146,7 @@ def _write(records: list[dict], json_out, csv_out) -> None:
     if json_out:
         Path(json_out).write_text(json.dumps(records, indent=1))
     if csv_out:
+        import pandas as pd
         pd.DataFrame([csv_row(r) for r in records]).to_csv(csv_out, index=False,
                                                            float_format="%.4f")
 
@@ -193,6 +192,8 @@ def _print_result(result) -> None:
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from tqdm import tqdm
     from .compare import compare_groups, format_leaderboard, parse_group
     groups: dict[str, list[Path]] = {}
     for item in args.group:
