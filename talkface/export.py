@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (CARD, META, LoadedModel, load_checkpoint, save_checkpoint,
-                         write_text_atomic)
+from .checkpoint import CARD, META, LoadedModel, save_checkpoint, write_text_atomic
 from .errors import CheckpointError
 from .runtime import (CARD_KEY, META_KEY, ONNX_FILE, int8_description, int8_state, onnx_session,
                       quantize_int8)
