@@ -138,29 +138,47 @@ class Scorer:
         result with `error` set (and no scores) instead of stopping the batch.
         `progress(done, total, file)` is called after each clip's features are ready."""
         paths = [str(p) for p in paths]
-        results: dict[int, ScoreResult] = {}
-        ready: list[tuple[int, FeatureBundle]] = []
-        for i, path in enumerate(paths):
-            try:
-                ready.append((i, self.features(path)))
-            except TalkfaceError as err:
-                results[i] = ScoreResult.failed(path, str(err))
-            except Exception as err:  # one unreadable file must not stop a batch
-                log.exception("unexpected failure on %s", path)
-                results[i] = ScoreResult.failed(path, f"{Path(path).name}: unexpected "
-                                                      f"{type(err).__name__}: {err}")
+        return self.score_prepared(paths, map(self.features_or_error, paths), batch_size,
+                                   progress, reference)
+
+    def features_or_error(self, video: str | os.PathLike) -> FeatureBundle | str:
+        """`features(video)`, or the readable reason it cannot be had: one bad file must not
+        stop a batch."""
+        try:
+            return self.features(video)
+        except TalkfaceError as err:
+            return str(err)
+        except Exception as err:  # noqa: BLE001 - an unreadable file is that file's failure
+            log.exception("unexpected failure on %s", video)
+            return f"{Path(video).name}: unexpected {type(err).__name__}: {err}"
+
+    def score_prepared(self, paths: list[str], prepared: Iterable[FeatureBundle | str],
+                       batch_size: int = 8, progress: Optional[Progress] = None,
+                       reference=None) -> list[ScoreResult]:
+        """Score clips whose features (or failure messages) `prepared` yields, one per path in
+        order, made by this Scorer (`score_many`) or by other processes (`talkface.parallel`).
+        The model runs on batches of `batch_size` consecutive clips that have a face, as they
+        fill: a clip's score depends on the batch it is padded into (at the 1e-8 level), so the
+        same files give the same batches, and the same scores to the last digit, however their
+        features were made. Only one batch of features is held at a time."""
+        results: list[Optional[ScoreResult]] = [None] * len(paths)
+        waiting: list[tuple[int, FeatureBundle]] = []
+        for i, (path, item) in enumerate(zip(paths, prepared)):
+            if isinstance(item, str):
+                results[i] = ScoreResult.failed(path, item)
+            elif not item.valid.any():
+                results[i] = ScoreResult.failed(path, no_face_message(path))
+            else:
+                self.spec.check_compatible(item.spec, "checkpoint", "features")
+                waiting.append((i, item))
             if progress is not None:
                 progress(i + 1, len(paths), Path(path).name)
-        faced = [(i, b) for i, b in ready if b.valid.any()]
-        for i, b in ready:
-            if not b.valid.any():
-                results[i] = ScoreResult.failed(paths[i], no_face_message(paths[i]))
-        for start in range(0, len(faced), batch_size):
-            chunk = faced[start:start + batch_size]
-            scored = self.score_bundles([b for _, b in chunk], [paths[i] for i, _ in chunk])
-            for (i, _), result in zip(chunk, scored):
-                results[i] = self._with_reference(result, reference)
-        return [results[i] for i in range(len(paths))]
+            if len(waiting) == batch_size or (waiting and i == len(paths) - 1):
+                scored = self.score_bundles([b for _, b in waiting], [paths[j] for j, _ in waiting])
+                for (j, _), result in zip(waiting, scored):
+                    results[j] = self._with_reference(result, reference)
+                waiting = []
+        return results
 
     def score_bundles(self, bundles: list[FeatureBundle], names: list[str]) -> list[ScoreResult]:
         """Run the model on already extracted bundles (through `talkface.predict.predict`)."""

@@ -2,7 +2,9 @@
 
 `extract` and `app` live here; other commands register themselves from their own modules, each
 of which exposes `add_parsers(subparsers)` (setting `func`) or `add_parser(subparsers)` +
-`run(args)`.
+`run(args)`. Building the parser imports those modules, so they keep their heavy imports (torch,
+pandas, cv2, av, gradio...) inside the functions that run a command: `talkface --help` and
+`talkface score --help` import none of them.
 
 Exit status, for every command: 0 all done; 1 it ran but some inputs failed (each named with its
 reason); 2 it could not run (bad arguments, config, checkpoint or backend).
@@ -16,17 +18,13 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from tqdm import tqdm
-
-from .constants import FPS, MAX_SECONDS, MAX_SIDE
+from .constants import DEFAULT_BACKEND, FPS, MAX_SECONDS, MAX_SIDE
 from .errors import TalkfaceError
-from .spec import DEFAULT_BACKEND
-from .features.batch import run_per_file
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
                   ".wmv", ".ts"}
-COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy", "talkface.score_cli",
-                   "talkface.export"]
+COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy_cli", "talkface.score_cli",
+                   "talkface.export_cli"]
 
 
 def collect_videos(paths: Iterable[str]) -> list[Path]:
@@ -61,7 +59,9 @@ def _output_path(video: Path, roots: list[Path], out: Path) -> Path:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
     from .features import Extractor
+    from .features.batch import run_per_file
     from .features.extract import resolve_config
     config = resolve_config(backend=args.backend, max_seconds=args.max_seconds,
                             max_side=args.max_side, fps=args.fps, sync=args.sync)

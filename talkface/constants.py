@@ -13,3 +13,4 @@ MAX_SIDE = 512  # longest side of the frames handed to per-frame visual backends
 # audio-visual offsets are searched (and the sync model trained, and benchmark offsets
 # generated) over -MAX_OFFSET_FRAMES..+MAX_OFFSET_FRAMES frames: +-600 ms at 25 fps
 MAX_OFFSET_FRAMES = 15
+DEFAULT_BACKEND = "mesh"  # the visual feature backend when none is named (offline, no weights)

@@ -19,11 +19,10 @@
   `load_checkpoint` like any other.
 
 What runs these files is `talkface.runtime`, chosen by `load_checkpoint(path, runtime=...)`; this
-module only writes them.
+module only writes them. The `export` command is `talkface.export_cli`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import warnings
@@ -33,14 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (CARD, META, LoadedModel, load_checkpoint, save_checkpoint,
-                         write_text_atomic)
+from .checkpoint import CARD, META, LoadedModel, save_checkpoint, write_text_atomic
 from .errors import CheckpointError
 from .runtime import (CARD_KEY, META_KEY, ONNX_FILE, int8_description, int8_state, onnx_session,
                       quantize_int8)
 
 log = logging.getLogger(__name__)
-FORMATS = ("onnx", "int8")
 
 
 # --- ONNX ----------------------------------------------------------------------------------------
@@ -133,28 +130,3 @@ def export_int8(loaded: LoadedModel, out: str | os.PathLike) -> Path:
                            command=meta.command, card=loaded.card, calibration=meta.calibration,
                            state=int8_state(quantize_int8(loaded.model)),
                            quantization=int8_description(loaded.model))
-
-
-# --- command line --------------------------------------------------------------------------------
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a checkpoint for CPU deployment "
-                              "(ONNX or int8)")
-    p.add_argument("--checkpoint", help="checkpoint folder (default: the active one)")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True,
-                   help="onnx: a .onnx file or a folder; int8: a checkpoint folder")
-
-
-def run(args: argparse.Namespace) -> int:
-    loaded = load_checkpoint(args.checkpoint)
-    if loaded.meta.quantization:
-        raise CheckpointError(f"{loaded.path} is already quantised; export the fp32 checkpoint")
-    if args.format == "onnx":
-        path = export_onnx(loaded, args.out)
-    else:
-        path = export_int8(loaded, args.out)
-    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) \
-        if Path(path).is_dir() else Path(path).stat().st_size
-    print(f"wrote {path} ({size / 1e6:.1f} MB, {args.format}) from {loaded.path}")
-    return 0

@@ -1,5 +1,5 @@
-"""Import an old feature pickle into the safe format: `python -m talkface import-pickle FILE
---out DIR --trust`.
+"""Import an old feature pickle into the safe format (the command `python -m talkface
+import-pickle FILE --out DIR --trust` is `talkface.legacy_cli`).
 
 The original system kept features in a pickle: a list of dicts, or a dict of lists, with per
 sample `visual` (T x Dv), `audio` (T x Da) and score keys. Unpickling can run arbitrary code, so
@@ -12,7 +12,6 @@ data. A sample whose dimensions disagree with the others is refused by name.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import pickle
@@ -276,27 +275,3 @@ def convert(samples: list[dict], out: Path, fps: float = FPS) -> pd.DataFrame:
     manifest.to_csv(out / "manifest.csv", index=False)
     (out / "feature_spec.json").write_text(spec.to_json())
     return manifest
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("import-pickle", help="convert an old feature pickle into "
-                              "bundles + manifest.csv (needs --trust)")
-    p.add_argument("file", help="local .pkl file: list of dicts or dict of lists")
-    p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--trust", action="store_true",
-                   help="I know where this pickle comes from (unpickling can run code)")
-    p.add_argument("--fps", type=float, default=FPS, help="frame rate of the old features")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    samples = as_samples(read_pickle(args.file, args.trust))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = convert(samples, out, args.fps)
-    scores = [c for c in manifest.columns if c != "file"]
-    print(f"imported {len(manifest)} samples into {out} (scores: {', '.join(scores) or 'none'});"
-          f" train with: python -m train --config optimized --data {out} "
-          f"--output_dir runs/legacy" + (f" --set 'data.tasks=[{','.join(scores)}]'"
-                                         if scores else ""))
-    return 0

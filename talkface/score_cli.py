@@ -4,6 +4,8 @@
     python -m talkface compare --group wav2lip=out/wav2lip --group sadtalker=out/sad --csv board.csv
     python -m talkface score folder/ --shard 3/8 --json part_3.json   # one of 8 jobs
     python -m talkface merge part_*.json --json all.json --csv all.csv
+    python -m talkface score folder/ --workers 4 --json scores.json  # 4 local processes
+    python -m talkface score --ray auto folder/ --json scores.json   # on a running Ray cluster
 
 `score --json` writes one object per file in the schema the app's download uses
 (`ScoreResult.to_dict(detail=False)`): "file", "scores" (null for a task that cannot be judged),
@@ -16,23 +18,31 @@ could run: a bad checkpoint or arguments).
 I-th, so N jobs (a Slurm array, a Kubernetes indexed job) given the same paths split them between
 them with no file scored twice or left out. `merge` joins their JSON files into one (sorted by
 file; a file found in two parts is an error) and exits 1 when any merged file had failed.
+
+`--workers N` makes the features in N local processes, one Scorer each; `--ray [ADDRESS]` makes
+them on Ray actors: alone it starts a local Ray, `auto` joins the cluster this machine is part
+of, `HOST:PORT` or `ray://HOST:PORT` connects to one (with `--workers N`: N actors, else one per
+CPU of the cluster). Either way the JSON equals a one-process run's (`talkface.parallel` says
+why), and the closing line reports clips per minute. docs/scaling.md shows a multi-node launch.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
-
-import pandas as pd
-from tqdm import tqdm
+from typing import Optional
 
 from .errors import TalkfaceError
+
+LOCAL_RAY = ""  # `--ray` given without an address: start a local Ray
 
 
 def add_parsers(subparsers) -> None:
     score = subparsers.add_parser("score", help="score talking-face videos with a checkpoint")
-    score.add_argument("paths", nargs="+", help="video files or folders (searched recursively)")
+    score.add_argument("paths", nargs="*", help="video files or folders (searched recursively)")
     score.add_argument("--json", dest="json_out", help="write per-file results as JSON here")
     score.add_argument("--csv", dest="csv_out", help="write per-file scores as CSV here")
     score.add_argument("--face", type=int, help="score this face track (see the JSON's "
@@ -42,6 +52,12 @@ def add_parsers(subparsers) -> None:
     score.add_argument("--shard", type=parse_shard, metavar="I/N",
                        help="score only part I of N (1 <= I <= N) of the sorted file list; "
                        "join the parts' --json files with `talkface merge`")
+    score.add_argument("--workers", type=int, metavar="N",
+                       help="score with N local worker processes, one Scorer each (default 1); "
+                       "with --ray, N Ray actors (default: one per CPU of the cluster)")
+    score.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                       help="score on Ray (pip install 'talkface[ray]'): alone, a local Ray; "
+                       "'auto' or HOST:PORT, a running cluster")
     _common(score)
     score.set_defaults(func=run_score)
 
@@ -94,11 +110,27 @@ def _videos(paths: list[str]) -> list[Path]:
     return collect_videos(paths)
 
 
-def _score_files(scorer, files: list[Path], batch_size: int, desc: str,
-                 reference=None) -> list:
-    with tqdm(total=len(files), desc=desc, unit="file", file=sys.stderr) as bar:
-        return scorer.score_many(files, batch_size=batch_size, progress=lambda *_: bar.update(),
-                                 reference=reference)
+def ray_address(value: str, paths: list[str]) -> tuple[Optional[str], list[str]]:
+    """`--ray`'s optional ADDRESS told apart from a path that argparse gave it
+    (`--ray folder/`): 'auto', 'HOST:PORT' and 'ray://...' are addresses. Returns (address or
+    None for a local Ray, paths)."""
+    if not value:
+        return None, paths
+    if value == "auto" or "://" in value or (":" in value and not os.path.exists(value)):
+        return value, paths
+    return None, [value, *paths]
+
+
+def _score_files(scorer, files: list[Path], args: argparse.Namespace) -> list:
+    from tqdm import tqdm
+
+    from .parallel import score_files, score_files_ray
+    with tqdm(total=len(files), desc="score", unit="file", file=sys.stderr) as bar:
+        options = dict(batch_size=args.batch_size, progress=lambda *_: bar.update(),
+                       reference=args.reference)
+        if args.ray is not None:
+            return score_files_ray(scorer, files, args.ray_address, args.workers, **options)
+        return score_files(scorer, files, args.workers or 1, **options)
 
 
 def _score_one(scorer, file: Path, face: int, reference):
@@ -122,6 +154,12 @@ def csv_row(record: dict) -> dict:
 
 
 def run_score(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        args.ray_address, args.paths = ray_address(args.ray, args.paths)
+    if not args.paths:
+        raise TalkfaceError("give at least one video file or folder to score")
+    if args.workers is not None and args.workers < 1:
+        raise TalkfaceError(f"--workers {args.workers}: give 1 or more")
     files = _videos(args.paths)
     if not files:
         raise TalkfaceError(f"no video files found in {', '.join(args.paths)}")
@@ -129,27 +167,41 @@ def run_score(args: argparse.Namespace) -> int:
         raise TalkfaceError("--face picks a face track of one clip; give one file")
     if args.shard is not None:
         files = shard_files(files, *args.shard)
+    if args.ray is not None:
+        from .parallel import import_ray
+        import_ray()  # before loading anything: a missing extra is a quick, readable error
     scorer = _scorer(args)
+    start = time.perf_counter()
     if not files:  # more parts than files: this one has none
         results = []
     elif args.face is not None:
         results = [_score_one(scorer, files[0], args.face, args.reference)]
     else:
-        results = _score_files(scorer, files, args.batch_size, "score", args.reference)
+        results = _score_files(scorer, files, args)
+    elapsed = time.perf_counter() - start
     records = [r.to_dict(detail=False) for r in results]
     _write(records, args.json_out, args.csv_out)
     for result in results:
         _print_result(result)
     failed = sum(not r.ok for r in results)
-    print(f"scored {len(results) - failed} of {len(results)} file(s) with {scorer.loaded.path}",
-          file=sys.stderr)
+    print(f"scored {len(results) - failed} of {len(results)} file(s) with {scorer.loaded.path} "
+          f"in {elapsed:.1f} s, {len(results) / max(elapsed, 1e-9) * 60:.1f} clips/min "
+          f"({_where(args, len(results))})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _where(args: argparse.Namespace, count: int) -> str:
+    workers = min(args.workers or 1, count)
+    if args.ray is not None:
+        return "on Ray"
+    return f"{workers} worker processes" if workers > 1 else "1 process"
 
 
 def _write(records: list[dict], json_out, csv_out) -> None:
     if json_out:
         Path(json_out).write_text(json.dumps(records, indent=1))
     if csv_out:
+        import pandas as pd
         pd.DataFrame([csv_row(r) for r in records]).to_csv(csv_out, index=False,
                                                            float_format="%.4f")
 
@@ -200,6 +252,8 @@ def _print_result(result) -> None:
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from tqdm import tqdm
     from .leaderboard import compare_groups, format_leaderboard, parse_group
     groups: dict[str, list[Path]] = {}
     for item in args.group:

@@ -15,12 +15,11 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .constants import FPS, MAX_SECONDS, MAX_SIDE, MIN_SECONDS, SAMPLE_RATE
+from .constants import DEFAULT_BACKEND, FPS, MAX_SECONDS, MAX_SIDE, MIN_SECONDS, SAMPLE_RATE
 from .errors import SpecMismatch
 from .tasks import task_row
 
 SPEC_FORMAT = 2
-DEFAULT_BACKEND = "mesh"
 DEFAULT_IDENTITY_FRAMES = 2  # the first and last frame of the face: enough to see a drift
 
 

@@ -121,3 +121,22 @@ def test_module_entry_point(checkpoint, clips, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())[0]["error"] is None
+
+
+HEAVY = ("torch", "gradio", "cv2", "librosa", "av", "pandas", "numpy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["score", "--help"], ["export", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    """`talkface --help` and `talkface score --help` build the whole parser, so every command
+    module keeps torch, gradio, cv2, librosa, av (and numpy, pandas) inside its functions."""
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['talkface', *{argv!r}]\n"
+            "try:\n    runpy.run_module('talkface', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            f"print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: talkface" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -68,13 +69,16 @@ class FeatureBundle:
         return self.audio[:, self.spec.audio_index(name)]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write `<path>.npz` and `<path>.json` atomically; returns the .npz path."""
+        """Write `<path>.npz` and `<path>.json` atomically; returns the .npz path. The temporary
+        files are named per writer, so processes writing the same cache entry at once (two
+        scoring workers given copies of one clip) cannot mix their bytes."""
         base = Path(path).with_suffix("")
         base.parent.mkdir(parents=True, exist_ok=True)
         npz, meta = base.with_suffix(".npz"), base.with_suffix(".json")
-        tmp_npz = npz.with_name(npz.stem + ".part.npz")
+        part = f".{os.getpid()}-{threading.get_ident()}.part"
+        tmp_npz = npz.with_name(npz.stem + part + ".npz")
         np.savez_compressed(tmp_npz, visual=self.visual, audio=self.audio, valid=self.valid)
-        tmp_meta = meta.with_name(meta.name + ".part")
+        tmp_meta = meta.with_name(meta.name + part)
         tmp_meta.write_text(json.dumps({"format": BUNDLE_FORMAT, "info": self.info,
                                         "spec": json.loads(self.spec.to_json())}, indent=1))
         os.replace(tmp_npz, npz)
@@ -96,6 +100,36 @@ def _versions() -> dict[str, str]:
     import av
     import librosa
     return {"av": av.__version__, "librosa": librosa.__version__, "numpy": np.__version__}
+
+
+class _OneBlasThread:
+    """numpy's BLAS on one thread while any extraction runs: the last bits of its products
+    depend on its thread count (the mel bands and the sync distances of a 1-CPU Ray worker and
+    of a 2-core process differed at 1e-7), and a file must give the same features on any
+    machine, in one process or on many workers. Counted, so that concurrent extractions (the
+    app's threads) restore the caller's limit only when the last one ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                from threadpoolctl import threadpool_limits
+                self._limiter = threadpool_limits(1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+ONE_BLAS_THREAD = _OneBlasThread()
 
 
 def resolve_config(config: Optional[ExtractorConfig] = None, **overrides) -> ExtractorConfig:
@@ -206,15 +240,16 @@ class Extractor:
         frame; `info` is the file's `media.probe` (read here when not given); `face` scores that
         face track instead of the speaking one."""
         cfg = self.config
-        info, visual, audio = self.analyse(path, progress, info, face)
-        n = len(visual.valid)
-        afeat = extract_audio_features(audio, n, cfg.fps, cfg.sample_rate)
-        sync_info = None
-        if self.sync is not None:
-            sync_cols, sync_info = self.sync.clip_features(visual, audio, cfg.fps,
-                                                           cfg.sample_rate)
-            afeat = np.concatenate([afeat, sync_cols], axis=1)
-        extra = self._identity_info(visual.info.pop("identity_samples", None))
+        with ONE_BLAS_THREAD:
+            info, visual, audio = self.analyse(path, progress, info, face)
+            n = len(visual.valid)
+            afeat = extract_audio_features(audio, n, cfg.fps, cfg.sample_rate)
+            sync_info = None
+            if self.sync is not None:
+                sync_cols, sync_info = self.sync.clip_features(visual, audio, cfg.fps,
+                                                               cfg.sample_rate)
+                afeat = np.concatenate([afeat, sync_cols], axis=1)
+            extra = self._identity_info(visual.info.pop("identity_samples", None))
         bundle_info = self._info(info, audio, visual, sync_info, extra)
         return FeatureBundle(visual.values, afeat.astype(np.float32), visual.valid, self.spec,
                              bundle_info)

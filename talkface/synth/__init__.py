@@ -7,6 +7,13 @@ clips with a manifest whose split column keeps face and voice identities apart. 
 video-quality research validates a metric: start from clean material, degrade it on purpose, and
 know the true answer because we made it.
 """
-from .labels import LABEL_VERSION, TASKS
-
 __all__ = ["LABEL_VERSION", "TASKS"]
+
+
+def __getattr__(name: str):
+    """`talkface.synth.TASKS` without importing cv2 and numpy on `import talkface.synth.cli`
+    (which `talkface --help` does)."""
+    if name in __all__:
+        from . import labels
+        return getattr(labels, name)
+    raise AttributeError(f"module 'talkface.synth' has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""Score many files on several workers: local processes, or actors on a Ray cluster.
+
+    results = score_files(scorer, files, workers=4)            # 4 local processes
+    results = score_files_ray(scorer, files, address="auto")   # the Ray cluster this node is in
+
+Nearly all of a clip's time goes into its features (decoding, the face stage, the audio features,
+the sync model), so that is what the workers do, each with its own `Scorer` built once from the
+same `ScorerSettings` (checkpoint folder, extractor settings, cache folder: models are not
+pickled). The model runs in the calling process, through `Scorer.score_prepared`, on the batches
+a one-process `Scorer.score_many` makes: a clip's score depends on the batch it is padded into
+(at the 1e-8 level), so this is what makes the results equal a one-process run's to the last
+digit. Every worker runs the same CPU code, and the thread count changes neither the features
+(`Extractor.extract` runs numpy's BLAS on one thread) nor the scores: tests/test_parallel.py
+compares the JSON byte for byte. A file that fails gives a `ScoreResult.failed` with its
+reason, as in one process, and results come back in input order.
+
+- Local (`score_files`, `workers=N`): N spawned processes through
+  `talkface.features.batch.run_per_file`, each with cpu_count // N torch and OpenCV threads so
+  that N workers do not oversubscribe the cores; meanwhile the model here runs on one thread.
+- Ray (`score_files_ray`, `pip install talkface[ray]`): one actor per CPU of the cluster (or
+  `actors`), each holding a Scorer and one CPU. A file is sent as its path when the actor's node
+  sees a file of the same size at that path (a shared filesystem; checked once per actor, on the
+  first file), otherwise as its bytes, which the actor writes to a temporary file of the same
+  name. An actor that dies on a file fails that file with the reason and is replaced.
+
+How far one caller goes: the model takes tens of milliseconds a clip on one thread here against
+seconds of features in a worker, so one caller keeps dozens of workers busy; beyond that, split
+the files between callers with `--shard I/N` (docs/scaling.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
+
+from .errors import BackendUnavailable, TalkfaceError
+
+if TYPE_CHECKING:
+    from .api import Scorer
+    from .features.extract import FeatureBundle
+    from .results import ScoreResult
+    from .spec import ExtractorConfig
+
+log = logging.getLogger(__name__)
+LOOKAHEAD = 2  # Ray: files in flight or waiting to be handed over in order, per actor
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """How each worker builds its Scorer: a checkpoint folder and its runtime, the caller's
+    extractor settings (so overrides such as max_seconds carry over) and the feature cache (a
+    folder, True for the worker's default one, False for none)."""
+
+    checkpoint: str
+    extractor: "ExtractorConfig"
+    cache: bool | str = True
+    runtime: str = "torch"
+
+    @classmethod
+    def of(cls, scorer: "Scorer") -> "ScorerSettings":
+        """The settings `scorer` was built with: the folder its checkpoint was loaded from (on
+        a cluster, the same path on every node), its extractor settings, its cache."""
+        from .cache import default_cache_root
+        cache: bool | str = False
+        if scorer.cache is not None:
+            root = scorer.cache.root
+            cache = True if root == default_cache_root() else str(root)
+        return cls(str(scorer.loaded.path), scorer.extractor.config, cache, scorer.loaded.runtime)
+
+    def build(self) -> "Scorer":
+        """The worker's Scorer (it makes features; its model stays unused)."""
+        from .api import Scorer
+        from .cache import FeatureCache
+        from .checkpoint import load_checkpoint
+        from .features.extract import Extractor
+        cache = FeatureCache(None if self.cache is True else self.cache) if self.cache else False
+        return Scorer(load_checkpoint(self.checkpoint, runtime=self.runtime),
+                      Extractor(self.extractor), cache)
+
+
+def score_files(scorer: "Scorer", files: Iterable[str | os.PathLike], workers: int = 1,
+                settings: Optional[ScorerSettings] = None, batch_size: int = 8,
+                progress=None, reference=None) -> list["ScoreResult"]:
+    """`scorer.score_many(files, ...)` with the features made by `workers` local processes;
+    the same results, in the same order. `progress(done, total, file)` as in `score_many`."""
+    paths = [str(f) for f in files]
+    if workers <= 1 or len(paths) < 2:
+        return scorer.score_many(paths, batch_size, progress, reference)
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .features.batch import run_per_file
+    settings = settings or ScorerSettings.of(scorer)
+    made = run_per_file(_features, paths, paths, None, min(workers, len(paths)),
+                        make=settings.build, chunksize=1)
+    try:
+        with _torch_threads(1):
+            return scorer.score_prepared(paths, (found if error is None else error
+                                                 for found, error in made),
+                                         batch_size, progress, reference)
+    except BrokenProcessPool as err:
+        raise TalkfaceError(f"a scoring worker process died or could not start ({err}); "
+                            f"run with --workers 1 to see which file causes it") from None
+    finally:
+        made.close()  # an early stop ends the pool now, not when the generator is collected
+
+
+def _features(scorer: "Scorer", path: str) -> "FeatureBundle | str":
+    return scorer.features_or_error(path)
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """Run the block with `count` torch threads (the workers have the cores), then restore."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+
+def import_ray():
+    """The `ray` module, or a readable error naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailable("scoring on Ray needs Ray: pip install 'talkface[ray]'") from None
+    return ray
+
+
+def score_files_ray(scorer: "Scorer", files: Iterable[str | os.PathLike],
+                    address: Optional[str] = None, actors: Optional[int] = None,
+                    settings: Optional[ScorerSettings] = None, batch_size: int = 8,
+                    progress=None, reference=None) -> list["ScoreResult"]:
+    """`scorer.score_many(files, ...)` with the features made by Ray actors. `address`: None
+    starts a local Ray (stopped after), "auto" or "HOST:PORT" / "ray://HOST:PORT" connects to a
+    running cluster; when this process already called `ray.init`, that Ray is used. `actors`:
+    how many (default: one per CPU of the cluster)."""
+    ray = import_ray()
+    paths = [str(f) for f in files]
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(include_dashboard=False)
+        else:
+            ray.init(address=address)
+    try:
+        count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pool = _ActorPool(ray, settings or ScorerSettings.of(scorer), min(count, len(paths)),
+                          paths)
+        try:
+            with _torch_threads(1):
+                return scorer.score_prepared(paths, pool.features(), batch_size, progress,
+                                             reference)
+        finally:
+            pool.close()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _RayWorker:
+    """What a Ray actor holds: a Scorer, built once, making one file's features at a time."""
+
+    def __init__(self, settings: ScorerSettings) -> None:
+        import cv2
+        import torch
+        torch.set_num_threads(1)  # the actor holds one CPU
+        cv2.setNumThreads(1)
+        self.scorer = settings.build()
+
+    def sees(self, path: str, size: int) -> bool:
+        """Whether this node sees the caller's file at the same path (a shared filesystem)."""
+        return os.path.isfile(path) and os.path.getsize(path) == size
+
+    def features(self, path: str, data: Optional[bytes] = None) -> "FeatureBundle | str":
+        if data is None:
+            return self.scorer.features_or_error(path)
+        with tempfile.TemporaryDirectory(prefix="talkface-") as folder:
+            local = os.path.join(folder, os.path.basename(path))
+            with open(local, "wb") as handle:
+                handle.write(data)
+            found = self.scorer.features_or_error(local)
+        return found.replace(local, path) if isinstance(found, str) else found
+
+
+class _ActorPool:
+    """Actors fed one file at a time, results handed over in input order; a file whose actor
+    fails (or dies: a new one takes its place) fails with the reason, and the others go on."""
+
+    def __init__(self, ray, settings: ScorerSettings, count: int, paths: list[str]) -> None:
+        self.ray, self.paths = ray, paths
+        self.remote = ray.remote(num_cpus=1)(_RayWorker)
+        self.settings_ref = ray.put(settings)
+        self.probe = next((p for p in paths if os.path.isfile(p)), None)
+        self.actors: dict = {}  # actor handle -> whether it is sent bytes instead of paths
+        try:
+            self._add_actors(count)
+        except ray.exceptions.RayError as err:
+            self.close()
+            raise TalkfaceError(f"the Ray workers could not start a Scorer: {err}") from None
+
+    def _add_actors(self, count: int) -> list:
+        """Start `count` actors (together: each builds its Scorer) and ask each whether its
+        node sees the first file."""
+        actors = [self.remote.remote(self.settings_ref) for _ in range(count)]
+        self.actors.update(dict.fromkeys(actors, False))
+        probe, size = self.probe or "", os.path.getsize(self.probe) if self.probe else 0
+        sees = self.ray.get([a.sees.remote(probe, size) for a in actors])  # and they started
+        self.actors.update({a: self.probe is not None and not s for a, s in zip(actors, sees)})
+        return actors
+
+    def _submit(self, actor, path: str):
+        data = Path(path).read_bytes() if self.actors[actor] and os.path.isfile(path) else None
+        return actor.features.remote(path, data)
+
+    def features(self) -> Iterator["FeatureBundle | str"]:
+        """One bundle or failure message per path, in order."""
+        ray, paths = self.ray, self.paths
+        idle, running, done = list(self.actors), {}, {}
+        submitted = handed = 0
+        while handed < len(paths):
+            while idle and submitted < min(len(paths), handed + LOOKAHEAD * len(self.actors)):
+                actor = idle.pop()
+                running[self._submit(actor, paths[submitted])] = (submitted, actor)
+                submitted += 1
+            if handed not in done:
+                ready, _ = ray.wait(list(running), num_returns=1)
+                index, actor = running.pop(ready[0])
+                try:
+                    done[index] = ray.get(ready[0])
+                except ray.exceptions.RayError as err:  # that file's failure, not the run's
+                    log.warning("the Ray worker failed on %s: %s", paths[index], err)
+                    done[index] = (f"{Path(paths[index]).name}: the Ray worker making its "
+                                   f"features failed ({type(err).__name__})")
+                    if isinstance(err, ray.exceptions.RayActorError):  # it died: replace it
+                        del self.actors[actor]
+                        actor = self._add_actors(1)[0]
+                idle.append(actor)
+                continue
+            yield done.pop(handed)
+            handed += 1
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = {}
