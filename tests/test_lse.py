@@ -1,28 +1,33 @@
-"""Paper-standard LSE-D / LSE-C (`talkface.sync.syncnet`) against
+"""Paper-standard LSE-D / LSE-C (`talkface.sync.syncnet`, `talkface.sync.lse`) against
 syncnet-python, the reference implementation (tests/syncnet_reference.py).
 
 The SyncNet weights here are RANDOM, in the reference's layout and file format (VGG's trained
 syncnet_v2.model is not shipped or downloaded): these tests check that talkface computes what
 the reference computes on the same crops, audio and weights, not what trained weights say about
 a clip. Covered: the MFCC front end, the distance figures and the offset's sign, the folded
-encoders, the window count on crop clips shorter or longer than their audio, and the weights
-loader's errors.
+encoders, the window count, the 224 px crop, the whole computation on a crop clip cut from a
+bundled fixture with talkface's own face track, and the weights loader's errors.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from talkface import media
 from talkface.constants import HOP
 from talkface.errors import CheckpointError
+from talkface.sync.lse import clip_lse, crop_geometry, face_crops, syncnet_crop, track_span
 from talkface.sync.syncnet import (ReferenceSyncNet, lse, load_syncnet, offset_distances,
-                                   reference_mfcc, summarise)
+                                   reference_mfcc, summarise, to_pcm16)
 
 from syncnet_reference import (random_syncnet_weights, reference_lse, reference_modules,
                                write_crop_folder)
+
+CLIP = Path(__file__).parent / "data" / "fixtures" / "00_clean.mp4"
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +94,42 @@ def test_folded_encoders_are_the_reference_streams(net):
         torch.testing.assert_close(folded, expected, rtol=0, atol=1e-4 * scale)
 
 
+def _reference_crop(img: np.ndarray, s: float, x: float, y: float) -> np.ndarray:
+    """syncnet_python's SyncNetPipeline._crop for one frame, line for line."""
+    cs = 0.40
+    pad = int(s * (1 + 2 * cs))
+    img_p = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                               value=(110, 110, 110))
+    my, mx = y + pad, x + pad
+    y1, y2 = int(my - s), int(my + s * (1 + 2 * cs))
+    x1, x2 = int(mx - s * (1 + cs)), int(mx + s * (1 + cs))
+    return cv2.resize(img_p[y1:y2, x1:x2], (224, 224))
+
+
+@pytest.mark.parametrize("s,x,y", [(30.0, 80.0, 60.0), (41.7, 12.3, 9.8), (25.2, 150.4, 111.9),
+                                   (90.0, 80.0, 60.0), (8.4, 79.5, 61.2)])
+def test_crop_is_the_reference_crop(s, x, y):
+    """Centred, at each corner, larger than the frame, smaller than the output; and the same
+    pixels from a NativeFrame (cut from its planes) as from its RGB conversion."""
+    rgb = (np.random.default_rng(2).random((120, 160, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(syncnet_crop(rgb, s, x, y), _reference_crop(rgb, s, x, y))
+    native = media.NativeFrame.from_rgb(rgb)
+    np.testing.assert_array_equal(syncnet_crop(native, s, x, y),
+                                  syncnet_crop(native.to_rgb(), s, x, y))
+
+
+def test_track_span_interpolates_gaps_and_geometry_smooths():
+    boxes = np.full((10, 4), np.nan)
+    boxes[2] = [10, 20, 50, 80]
+    boxes[6] = [30, 20, 70, 80]
+    first, last, filled = track_span(boxes)
+    assert (first, last) == (2, 6)
+    np.testing.assert_allclose(filled[:, 0], [10, 15, 20, 25, 30])
+    geometry = crop_geometry(filled)
+    assert geometry.shape == (5, 3)
+    assert track_span(np.full((4, 4), np.nan)) is None
+
+
 @pytest.mark.slow
 def test_window_count_and_batching_follow_the_reference(net, weights, tmp_path):
     """min(frames, samples // 640) - 5 windows whichever side is shorter; crops streamed in
@@ -106,6 +147,15 @@ def test_window_count_and_batching_follow_the_reference(net, weights, tmp_path):
         whole = lse(net, crops, pcm)
         assert (whole.lse_d, whole.offset_frames) == pytest.approx((ours.lse_d,
                                                                     ours.offset_frames))
+
+
+def test_too_short_no_audio_and_no_face_are_reasons_not_numbers(net):
+    crops = np.zeros((5, 224, 224, 3), np.uint8)
+    short = lse(net, crops, np.zeros(5 * HOP, np.int16))
+    assert short.lse_d is None and "too short" in short.reason
+    assert clip_lse(net, [], [None] * 3, None).reason == "no audio track"
+    assert clip_lse(net, [], [None] * 3, np.zeros(3 * HOP, np.float32)).reason == "no face"
+    assert short.to_dict()["weights"] == "syncnet_random.model"
 
 
 def test_weights_errors_name_the_file(tmp_path):
@@ -135,8 +185,32 @@ def test_weights_load_as_saved(net, weights):
     assert net.weights == "syncnet_random.model" and len(net.sha256) == 24
 
 
-def test_too_short_is_a_reason_not_numbers(net):
-    crops = np.zeros((5, 224, 224, 3), np.uint8)
-    short = lse(net, crops, np.zeros(5 * HOP, np.int16))
-    assert short.lse_d is None and "too short" in short.reason
-    assert short.to_dict()["weights"] == "syncnet_random.model"
+# --- a crop clip cut from a bundled fixture with talkface's face track ----------------------------
+
+@pytest.fixture(scope="module")
+def crop_clip():
+    """(crops (T, 224, 224, 3) RGB, 16-bit audio) of the fixture's scored face."""
+    from talkface.features.extract import Extractor
+    extractor = Extractor()
+    bundle = extractor.extract(CLIP)
+    boxes = np.array([[np.nan] * 4 if b is None else b for b in bundle.info["boxes"]])
+    first, last, filled = track_span(boxes)
+    crops = np.stack(list(face_crops(extractor.frames(CLIP), first, crop_geometry(filled))))
+    pcm = to_pcm16(media.load_audio(CLIP))[first * HOP:(last + 1) * HOP]
+    return crops, pcm
+
+
+@pytest.fixture(scope="module")
+def reference_figures(crop_clip, weights, tmp_path_factory) -> dict:
+    return reference_lse(weights, write_crop_folder(*crop_clip, tmp_path_factory.mktemp("crops")))
+
+
+@pytest.mark.slow
+def test_lse_is_syncnet_pythons_on_a_fixture_crop_clip(net, crop_clip, reference_figures):
+    crops, pcm = crop_clip
+    assert len(crops) == 60 and crops.std() > 20  # the whole clip, a picture not a grey fill
+    ours = lse(net, crops, pcm)
+    assert ours.windows == len(crops) - 5
+    assert abs(ours.lse_d - reference_figures["lse_d"]) < 1e-3
+    assert abs(ours.lse_c - reference_figures["lse_c"]) < 1e-3
+    assert ours.offset_frames == reference_figures["offset"]
