@@ -6,14 +6,17 @@ syncnet_v2.model is not shipped or downloaded): these tests check that talkface 
 the reference computes on the same crops, audio and weights, not what trained weights say about
 a clip. Covered: the MFCC front end, the distance figures and the offset's sign, the folded
 encoders, the window count, the 224 px crop, the whole computation on a crop clip cut from a
-bundled fixture with talkface's own face track, and the weights loader's errors.
+bundled fixture with talkface's own face track, the weights loader's errors, and `talkface score
+--syncnet-weights` end to end (JSON, CSV, printed line) and the app's Score tab line.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -214,3 +217,44 @@ def test_lse_is_syncnet_pythons_on_a_fixture_crop_clip(net, crop_clip, reference
     assert abs(ours.lse_d - reference_figures["lse_d"]) < 1e-3
     assert abs(ours.lse_c - reference_figures["lse_c"]) < 1e-3
     assert ours.offset_frames == reference_figures["offset"]
+
+
+@pytest.mark.slow
+def test_score_cli_puts_lse_in_the_json_and_csv(weights, reference_figures, tmp_path, capsys):
+    from helpers import make_random_checkpoint
+    from talkface.cli import main
+    checkpoint = make_random_checkpoint(tmp_path / "ckpt")
+    out_json, out_csv = tmp_path / "s.json", tmp_path / "s.csv"
+    assert main(["score", str(CLIP), "--checkpoint", str(checkpoint), "--no-cache",
+                 "--syncnet-weights", str(weights), "--json", str(out_json),
+                 "--csv", str(out_csv)]) == 0
+    (record,) = json.loads(out_json.read_text())
+    figures = record["lse"]
+    assert figures["weights"] == "syncnet_random.model" and figures["reason"] is None
+    assert abs(figures["lse_d"] - reference_figures["lse_d"]) < 1e-3
+    assert abs(figures["lse_c"] - reference_figures["lse_c"]) < 1e-3
+    assert figures["offset_frames"] == reference_figures["offset"]
+    row = pd.read_csv(out_csv).iloc[0]
+    assert row["lse_d"] == pytest.approx(figures["lse_d"], abs=1e-4)
+    assert row["lse_offset_frames"] == figures["offset_frames"]
+    assert "SyncNet LSE (syncnet_random.model): LSE-D" in capsys.readouterr().out
+
+
+def test_score_cli_names_a_missing_weights_file(tmp_path, capsys):
+    from talkface.cli import main
+    assert main(["score", str(CLIP), "--checkpoint", str(tmp_path / "unused"),
+                 "--syncnet-weights", str(tmp_path / "syncnet_v2.model")]) == 2
+    assert "syncnet_v2.model: SyncNet weights file not found" in capsys.readouterr().err
+
+
+def test_score_tab_shows_one_lse_line():
+    from talkface.app.views import warnings_markdown
+    from talkface.results import ScoreResult
+    figures = {"lse_d": 7.1234, "lse_c": 6.5, "offset_frames": -1, "windows": 195,
+               "weights": "syncnet_v2.model", "weights_sha256": "0" * 24, "reason": None}
+    result = ScoreResult("clip.mp4", {}, (), {}, None, np.zeros(0, bool), 25.0, lse=figures)
+    text = warnings_markdown(result)
+    assert "SyncNet LSE (syncnet_v2.model): LSE-D 7.123, LSE-C 6.500, offset -1 frames" in text
+    assert result.to_dict(detail=False)["lse"] == figures
+    assert "SyncNet" not in warnings_markdown(ScoreResult("clip.mp4", {}, (), {}, None,
+                                                          np.zeros(0, bool), 25.0))
