@@ -241,11 +241,8 @@ class Scorer:
         `talkface.sync.lse`), when the Scorer has SyncNet weights."""
         if self.syncnet is None or not result.ok:
             return result
-        from .sync.lse import clip_lse
-        cfg = self.extractor.config
-        audio = media.load_audio(video, cfg.sample_rate, cfg.max_seconds)
-        figures = clip_lse(self.syncnet, self.extractor.frames(video), result.boxes, audio,
-                           cfg.fps, cfg.sample_rate, self.device)
+        from .sync.lse import video_lse
+        figures = video_lse(self.syncnet, self.extractor, video, result.boxes, self.device)
         return _replace(result, lse=figures.to_dict())
 
 

@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Optional
 import cv2
 import numpy as np
 
+from .. import media
 from ..constants import FPS, HOP, SAMPLE_RATE
 from ..media import NativeFrame
 from .syncnet import CROP_SIZE, LoadedSyncNet, LSEResult, lse, reference_medfilt
@@ -119,6 +120,19 @@ def clip_lse(net: LoadedSyncNet, frames: Iterable, boxes, audio: Optional[np.nda
     first, last, filled = span
     pcm = audio[first * HOP:(last + 1) * HOP]
     return lse(net, face_crops(frames, first, crop_geometry(filled)), pcm, device=device)
+
+
+def video_lse(net: LoadedSyncNet, extractor, video, boxes, device: str = "cpu") -> LSEResult:
+    """`clip_lse` of a video file: its frames as `extractor` (a `talkface.features.Extractor`)
+    decodes them, decoding running ahead in a thread, and its audio. What `Scorer.score` runs
+    with `syncnet_weights`."""
+    cfg = extractor.config
+    audio = media.load_audio(video, cfg.sample_rate, cfg.max_seconds)
+    frames = media.prefetched(extractor.frames(video))
+    try:
+        return clip_lse(net, frames, boxes, audio, cfg.fps, cfg.sample_rate, device)
+    finally:
+        frames.close()  # stops the decoding thread once the face track's frames are in
 
 
 def lse_line(figures: dict) -> str:

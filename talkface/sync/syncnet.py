@@ -167,6 +167,7 @@ class LoadedSyncNet:
 def load_syncnet(path: str | os.PathLike) -> LoadedSyncNet:
     """Read SyncNet weights (syncnet_v2.model: a state dict in `S`'s layout). Raises
     `CheckpointError` naming the file when it is missing or is not such weights."""
+    from ..cache import file_hash
     path = Path(path)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "not found"
@@ -183,7 +184,6 @@ def load_syncnet(path: str | os.PathLike) -> LoadedSyncNet:
     net = ReferenceSyncNet()
     _check_state(path, state, net.state_dict())
     net.load_state_dict(state, strict=False)  # old files lack num_batches_tracked, unused here
-    from ..cache import file_hash
     net.eval()
     return LoadedSyncNet(net, fold_lip_encoder(net), fold_audio_encoder(net), path.name,
                          file_hash(path))
