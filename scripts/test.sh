@@ -17,4 +17,5 @@ fi
 
 python -m pip install -q -r requirements-dev.txt
 python -m pip install -q --no-deps -r requirements-pyfeat.txt
+python -m pip install -q --no-deps -r requirements-reference.txt
 python -m pytest "$@"

@@ -6,7 +6,7 @@ are always made the way the model was trained on. Features go through the `Featu
 rescoring a clip is a lookup. Scores come from `talkface.predict.predict`, the same function that
 computes every metric on the model card. Besides the scores, a result carries what explains them:
 warnings about the input, the model's attention, the sync figures and curves, which face was
-scored and the identity signal.
+scored and the identity signal; with `syncnet_weights`, SyncNet's paper-standard LSE-D / LSE-C.
 
     scorer = talkface.load_scorer()            # the active shipped checkpoint
     result = scorer.score("clip.mp4")
@@ -64,7 +64,10 @@ class Scorer:
     """A checkpoint and its matching extractor. Build once (`load_scorer`), score many clips."""
 
     def __init__(self, loaded: LoadedModel, extractor: Optional[Extractor] = None,
-                 cache: FeatureCache | None | bool = True, device: str = "cpu") -> None:
+                 cache: FeatureCache | None | bool = True, device: str = "cpu",
+                 syncnet=None) -> None:
+        """`syncnet`: a `talkface.sync.syncnet.LoadedSyncNet` for paper-standard LSE figures
+        (`result.lse`), or None."""
         self.loaded = loaded
         self.extractor = extractor if extractor is not None else extractor_for(loaded.spec)
         loaded.spec.check_compatible(self.extractor.spec, "checkpoint", "extractor")
@@ -76,6 +79,7 @@ class Scorer:
         self._lock = threading.Lock()
         self._references: dict[str, Optional[np.ndarray]] = {}
         self.calibration = loaded.calibration
+        self.syncnet = syncnet
 
     def clear_memory(self) -> None:
         """Forget results kept in memory (the feature cache on disk is kept)."""
@@ -117,7 +121,7 @@ class Scorer:
                 result = copy.deepcopy(self._memo[key])
                 return self._with_reference(_renamed(result, str(video)), reference)
         bundle = self.features(video, progress, face, digest)
-        result = self.score_bundles([bundle], [str(video)])[0]
+        result = self._with_lse(self.score_bundles([bundle], [str(video)])[0], video)
         self._remember(key, result)
         return self._with_reference(copy.deepcopy(result), reference)
 
@@ -176,7 +180,7 @@ class Scorer:
             if len(waiting) == batch_size or (waiting and i == len(paths) - 1):
                 scored = self.score_bundles([b for _, b in waiting], [paths[j] for j, _ in waiting])
                 for (j, _), result in zip(waiting, scored):
-                    results[j] = self._with_reference(result, reference)
+                    results[j] = self._with_reference(self._with_lse(result, paths[j]), reference)
                 waiting = []
         return results
 
@@ -256,6 +260,15 @@ class Scorer:
             identity["reference_same_person"] = bool(np.sqrt(max(2 - 2 * similarity, 0)) < 0.6)
         return _replace(result, identity=identity)
 
+    def _with_lse(self, result: ScoreResult, video: str | os.PathLike) -> ScoreResult:
+        """`result` with SyncNet's LSE figures of its scored face (a second decode of the clip,
+        `talkface.sync.lse`), when the Scorer has SyncNet weights."""
+        if self.syncnet is None or not result.ok:
+            return result
+        from .sync.lse import video_lse
+        figures = video_lse(self.syncnet, self.extractor, video, result.boxes, self.device)
+        return _replace(result, lse=figures.to_dict())
+
 
 def sync_result(bundle: FeatureBundle) -> SyncResult:
     """The clip's sync figures: the sync model's (stored with the features), else the
@@ -293,7 +306,8 @@ def read_frames(video: str | os.PathLike, indices: Iterable[int], fps: float,
 
 def load_scorer(path: str | os.PathLike | None = None,
                 cache: FeatureCache | str | os.PathLike | bool = True, device: str = "cpu",
-                runtime: str = "torch", **overrides) -> Scorer:
+                runtime: str = "torch", syncnet_weights: str | os.PathLike | None = None,
+                **overrides) -> Scorer:
     """Load a checkpoint (default: the active one) and the extractor it was trained with.
 
     `overrides` change the checkpoint's feature settings (ExtractorConfig fields such as
@@ -303,14 +317,20 @@ def load_scorer(path: str | os.PathLike | None = None,
     `runtime` (CPU deployment, `talkface.export`): "torch" (the checkpoint as it is), "int8"
     (its Linear layers quantised to int8 on load, or an int8 export as it is), "onnx" (an
     exported `.onnx` file, or a folder holding model.onnx, run by onnxruntime).
+    `syncnet_weights`: SyncNet's own weights (syncnet_v2.model, supplied by the user): every
+    result then carries paper-standard LSE-D / LSE-C / offset (`result.lse`).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    syncnet = None
+    if syncnet_weights is not None:  # first: a wrong path fails before the slow loading
+        from .sync.syncnet import load_syncnet
+        syncnet = load_syncnet(syncnet_weights)
     loaded = load_checkpoint(path, runtime=runtime)
     extractor = extractor_for(loaded.spec, **overrides)
     if isinstance(cache, (str, os.PathLike)):
         cache = FeatureCache(cache)
-    return Scorer(loaded, extractor, cache, device)
+    return Scorer(loaded, extractor, cache, device, syncnet)
 
 
 __all__ = ["Scorer", "ScoreResult", "TaskScore", "load_scorer", "read_frames", "task_score"]

@@ -113,6 +113,7 @@ class ScoreResult:
     identity: dict = field(default_factory=dict)  # consistency, reference similarity
     out_of_distribution: Optional[str] = None  # why the inputs look unlike the training data
     signals: dict[str, SignalValue] = field(default_factory=dict)  # measured, `talkface.signals`
+    lse: Optional[dict] = None  # SyncNet's LSE-D/LSE-C/offset when weights were given (sync.lse)
 
     @property
     def ok(self) -> bool:
@@ -144,13 +145,15 @@ class ScoreResult:
 
     def to_dict(self, detail: bool = True) -> dict:
         """JSON-able, one schema for the CLI and the app. `detail=False` keeps the per-file
-        summary: file, scores, mos, band, sync figures, identity, warnings, error."""
+        summary: file, scores, mos, band, sync figures, paper-standard LSE (when SyncNet
+        weights were given), identity, warnings, error."""
         ok = self.ok
         out = {"file": self.file, "scores": self.scores if ok else None,
                "mos": {n: s.mos for n, s in self.tasks.items()} if ok else None,
                "band": {n: s.band for n, s in self.tasks.items()} if ok else None,
                "percentile": {n: s.percentile for n, s in self.tasks.items()} if ok else None,
                "sync": self.sync.summary() if ok and self.sync is not None else None,
+               "lse": dict(self.lse) if ok and self.lse is not None else None,
                "identity": dict(self.identity) if ok else None,
                "face": self.face_summary() if ok else None,
                "out_of_distribution": self.out_of_distribution,

@@ -10,7 +10,9 @@
 `score --json` writes one object per file in the schema the app's download uses
 (`ScoreResult.to_dict(detail=False)`): "file", "scores" (null for a task that cannot be judged),
 "mos", "band", "percentile", "sync" (offset_frames, offset_ms, confidence, min_dist, judged,
-reliable), "identity", "face", "warnings", "error". A file that cannot be scored gets
+reliable), "lse" (with `--syncnet-weights`: SyncNet's lse_d, lse_c, offset_frames, windows,
+weights, weights_sha256, reason; else null), "identity", "face", "warnings", "error"; the CSV
+then gains lse_d, lse_c and lse_offset_frames columns. A file that cannot be scored gets
 "scores": null and its error message, the batch goes on, and the exit status is 1 (2 when nothing
 could run: a bad checkpoint or arguments).
 
@@ -58,6 +60,9 @@ def add_parsers(subparsers) -> None:
     score.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
                        help="score on Ray (pip install 'talkface[ray]'): alone, a local Ray; "
                        "'auto' or HOST:PORT, a running cluster")
+    score.add_argument("--syncnet-weights", dest="syncnet_weights", metavar="PATH",
+                       help="SyncNet's own weights (syncnet_v2.model, not shipped): adds "
+                       "paper-standard LSE-D, LSE-C and SyncNet's offset to every result")
     _common(score)
     score.set_defaults(func=run_score)
 
@@ -86,7 +91,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _scorer(args):
     from .api import load_scorer
-    return load_scorer(args.checkpoint, cache=not args.no_cache, device=args.device)
+    return load_scorer(args.checkpoint, cache=not args.no_cache, device=args.device,
+                       syncnet_weights=getattr(args, "syncnet_weights", None))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -142,11 +148,15 @@ def _score_one(scorer, file: Path, face: int, reference):
 
 
 def csv_row(record: dict) -> dict:
-    """One CSV row per file: scores (empty where not judged), the sync figures, warnings."""
-    sync = record.get("sync") or {}
+    """One CSV row per file: scores (empty where not judged), the sync figures, SyncNet's LSE
+    figures where there are some, warnings."""
+    sync, lse = record.get("sync") or {}, record.get("lse")
+    lse_columns = {"lse_d": lse["lse_d"], "lse_c": lse["lse_c"],
+                   "lse_offset_frames": lse["offset_frames"]} if lse else {}
     return {"file": record["file"], **(record["scores"] or {}),
             **{f"sync_{k}": sync.get(k) for k in ("offset_frames", "confidence", "judged",
                                                   "reliable")},
+            **lse_columns,
             "identity_consistency": (record.get("identity") or {}).get("consistency"),
             **{f"signal_{k}": v for k, v in (record.get("signals") or {}).items()},
             **{f"why_{k}": "; ".join(v) for k, v in (record.get("why") or {}).items()},
@@ -247,6 +257,9 @@ def _print_result(result) -> None:
             print(f"  {name} pulled down by: " + ", ".join(
                 f"{result.signals[s].to_dict()['label'].lower()} "
                 f"{result.signals[s].value:.3g}" for s in task.why))
+    if result.lse is not None:
+        from .sync.lse import lse_line
+        print(f"  {lse_line(result.lse)}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
 

@@ -108,7 +108,8 @@ def test_result_is_json_serialisable_in_one_schema(face_result):
     assert data["face"]["scored_track"] == 0 and data["identity"]["consistency"] > 0.8
     brief = face_result.to_dict(detail=False)
     assert set(brief) == {"file", "scores", "mos", "band", "percentile", "sync", "identity",
-                          "face", "out_of_distribution", "signals", "why", "warnings", "error"}
+                          "face", "out_of_distribution", "signals", "why", "lse", "warnings",
+                          "error"}
     from talkface.signals import SIGNALS
     assert set(brief["signals"]) == set(SIGNALS) and set(brief["why"]) == set(TASKS)
     assert brief["signals"]["face_detail"] > 0 and brief["signals"]["freeze_share"] < 0.1

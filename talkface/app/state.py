@@ -36,8 +36,9 @@ class AppState:
                  runs_root: Optional[Path] = None, demo_dir: Path = SAMPLES_DIR,
                  data_roots: Iterable[Path] = (), scratch: Optional[Path] = None,
                  training_off: str = "", min_eval_clips: int = MIN_EVAL_CLIPS,
-                 workers: int = 1) -> None:
+                 workers: int = 1, syncnet_weights: Optional[str] = None) -> None:
         self.checkpoint = checkpoint
+        self.syncnet_weights = syncnet_weights  # SyncNet's own weights: LSE on the Score tab
         self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
         self.demo_dir = Path(demo_dir)
         self.runs_root = Path(runs_root) if runs_root else default_runs_root()
@@ -72,7 +73,8 @@ class AppState:
         from ..api import load_scorer
         with self._load_lock:
             if self._scorer is None:
-                self._scorer = load_scorer(self.checkpoint_path())
+                self._scorer = load_scorer(self.checkpoint_path(),
+                                           syncnet_weights=self.syncnet_weights)
             return self._scorer
 
     def score(self, path: str, progress=None, face=None, reference=None):

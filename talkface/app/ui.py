@@ -1,5 +1,6 @@
 """talkface in the browser: `talkface app` or `python app.py [--host 127.0.0.1] [--port 7860]
-[--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--data-root DIR]`.
+[--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--data-root DIR]
+[--syncnet-weights syncnet_v2.model]`.
 
 Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs` and
 `talkface.app.train_tab`; what they compute lives in `views`, `train_views`, `state`, `jobs`,
@@ -128,6 +129,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-eval-clips", dest="min_eval_clips", type=int, default=MIN_EVAL_CLIPS,
                    help="refuse training runs with fewer labelled clips in train, val or test")
     p.add_argument("--max-file-size", dest="max_file_size", default=MAX_UPLOAD)
+    p.add_argument("--syncnet-weights", dest="syncnet_weights", metavar="PATH",
+                   help="SyncNet's own weights (syncnet_v2.model, not shipped): the Score tab "
+                        "adds paper-standard LSE-D / LSE-C")
     return p.parse_args(argv)
 
 
@@ -153,7 +157,8 @@ def main(argv=None) -> None:
                          data_roots=[Path(r) for r in args.data_roots], scratch=scratch,
                          training_off=training_off_reason(args.host, credentials,
                                                           args.no_training),
-                         min_eval_clips=args.min_eval_clips, workers=args.workers)
+                         min_eval_clips=args.min_eval_clips, workers=args.workers,
+                         syncnet_weights=args.syncnet_weights)
         if state.training_off:
             log.warning("training and promotion are off: %s", state.training_off)
         demo = build_app(state)

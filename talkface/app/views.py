@@ -168,6 +168,9 @@ def warnings_markdown(result) -> str:
                      f" the lip-sync verdict rests on weak evidence")
     lines = ["**Warnings**", ""] + [f"- {w}" for w in items] if items else ["**No warnings**"]
     lines += ["", sync_line(result.sync)]
+    if result.lse is not None:
+        from ..sync.lse import lse_line
+        lines += ["", lse_line(result.lse)]
     return "\n".join(lines)
 
 

@@ -200,7 +200,9 @@ class Extractor:
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def _frames(self, path):
+    def frames(self, path):
+        """The frames of `path` as the backend sees them (NativeFrames or downscaled RGB), on
+        the fps grid: what the face boxes in a bundle's info are measured in."""
         cfg = self.config
         if self.backend.frame_kind == "native":
             return media.iter_native_frames(path, cfg.fps, cfg.max_seconds)
@@ -224,7 +226,7 @@ class Extractor:
         total = int(min(info.duration, cfg.max_seconds) * cfg.fps) or None
         session = self._start(total)
         n = 0
-        for i, frame in enumerate(media.prefetched(self._frames(path))):
+        for i, frame in enumerate(media.prefetched(self.frames(path))):
             session.update(frame, i)
             n = i + 1
             if progress is not None:
