@@ -39,6 +39,7 @@ from talkface.data import DataSettings, load_dataset
 from talkface.predict import predict_arrays
 from talkface.checkpoint import load_checkpoint, save_checkpoint
 from talkface.errors import TalkfaceError
+from talkface.markdown import markdown_table
 from talkface.signals import SIGNAL_LIST, measure_signals
 from talkface.synth.footage import read_footage, speaker_split
 
@@ -116,9 +117,35 @@ def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str
     cal.penalties = fit_signal_penalties(loaded, cal, data, edge) if data else {}
     meta = loaded.meta
     shipping = "talkface/checkpoints" in str(Path(out).resolve())
+    card = card_section(loaded.card, cal, data, edge)
     return save_checkpoint(out, loaded.model, meta.options, metrics=meta.metrics, data=meta.data,
-                           command=meta.command, card=loaded.card, calibration=cal.to_meta(),
+                           command=meta.command, card=card, calibration=cal.to_meta(),
                            shipping=shipping)
+
+
+CARD_HEADING = "## Measured signals and their penalties"
+
+
+def card_section(card: str, cal: Calibration, data: Optional[str], edge: int) -> str:
+    """The card with (a fresh copy of) the section saying what train.signals added."""
+    card = card.split("\n" + CARD_HEADING)[0].rstrip() + "\n"
+    rows = [[task, term["signal"], f"{term['weight']:.3f}", term["direction"],
+             f"{term['low']:.4g} .. {term['high']:.4g}"]
+            for task, terms in cal.penalties.items() for term in terms]
+    fitted = (f"Penalties fitted on the training split (speakers) of `{Path(data).name}` "
+              f"(real recordings with graded degradations, `talkface synth --from-real`); the "
+              f"typical range is the real recordings' {edge}th-{100 - edge}th percentile:\n\n"
+              + markdown_table(["task", "signal", "weight", "better", "typical range"], rows)
+              if data and rows else "No penalties fitted: scores are the model's, mapped.")
+    return (f"{card}\n{CARD_HEADING}\n\nThe measured signals (`talkface.signals`) are read "
+            f"against {cal.signals_note}: the percentiles stored with this checkpoint. Each "
+            f"task's score loses up to a penalty's weight as a signal leaves the real "
+            f"recordings' typical range (`talkface.calibration`, applied by `talkface.predict`). "
+            f"The metrics above were measured before this step; `docs/results.md` has the "
+            f"figures after it. The monotone maps are smooth and strictly increasing (no tied "
+            f"scores).\n\n"
+            f"{fitted}\n\nRebuild: `python -m train.signals --real FOOTAGE --data BENCHMARK "
+            f"--checkpoint DIR --out DIR --edge {edge}`.\n")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
