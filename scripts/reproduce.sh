@@ -23,8 +23,16 @@ python -m train.ensemble --config real --data data/mixed2 --members 3 --output_d
 python -m train.ship --run runs/ens --data data/mixed2 --out talkface/checkpoints/default \
     --reference "$REAL/generated" --notes docs/card_notes.md \
     --command "python -m train.ensemble --config real --data data/mixed2 --members 3 --output_dir runs/ens"
+# 3b. the signal stage (same weights): the real-recording reference of every measured signal and
+# the penalties, fitted on the training speakers of a real-footage benchmark of picture and motion
+# failures (`python -m train.signals`; see the card's last section)
+python -m talkface synth --from-real "$REAL" --out data/real_vt --workers 2 --segments 2 --seed 0 \
+    --factors blur_sigma,crf,noise_sigma,lowres_mouth,colour_mismatch,freeze_fraction,shake_px,flicker_amp,region_jitter
+python -m train.signals --real "$REAL" --table artifacts/signals_pool.csv --data data/real_vt \
+    --checkpoint talkface/checkpoints/default --out talkface/checkpoints/default
 # 4. the comparison and the benchmarks reported in docs/results.md
 python benchmarks/families.py --data data/mixed2
+python benchmarks/families.py --data data/real_vt --manifest-split
 python benchmarks/generators.py --real "$REAL"
 python benchmarks/sync.py --real "$REAL"
 python benchmarks/faces.py --real "$REAL"
