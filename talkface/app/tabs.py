@@ -69,6 +69,7 @@ def score_tab(state: AppState) -> None:
             status = gr.HTML(elem_id="score-status")
             cards = gr.HTML(elem_id="score-cards")
             notes = gr.Markdown(elem_id="score-warnings")
+            gr.HTML(views.legend_html(), elem_id="score-legend")
             with gr.Row():
                 preview = gr.Video(label="What was scored (scored face boxed)",
                                    interactive=False, elem_id="score-preview", height=300)
