@@ -32,6 +32,7 @@ def free_port() -> int:
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    import urllib.error
     import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -39,6 +40,8 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -
             raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             urllib.request.urlopen(url + "/config", timeout=2)
+            return
+        except urllib.error.HTTPError:  # it answers (behind a login)
             return
         except OSError:
             time.sleep(0.5)
@@ -278,3 +281,28 @@ def test_train_refuses_unknown_and_too_small_datasets(client, app, face_video):
     assert "(train 4, val 1, test 1)" in message and "minimum is 2" in message, message
     assert "val and test are short" in message, message
     assert (sorted(roots["runs"].glob("*")) if roots["runs"].exists() else []) == runs_before
+
+
+def test_failed_logins_are_limited(tmp_path):
+    """With --auth, a client gets a bounded number of wrong passwords a minute; after that even
+    the right one is refused until the window passes (it used to take 25 guesses in 0.04 s)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from talkface.app.login import MAX_FAILURES
+    proc, url, _ = start_app(tmp_path, "--auth", "ann:right-password")
+
+    def login(password: str) -> int:
+        form = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+        try:
+            return urllib.request.urlopen(url + "/login", form, timeout=10).status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    try:
+        assert login("right-password") == 200
+        codes = [login(f"guess-{i}") for i in range(MAX_FAILURES + 2)]
+        assert codes == [400] * MAX_FAILURES + [429, 429], codes
+        assert login("right-password") == 429
+    finally:
+        stop_app(proc)

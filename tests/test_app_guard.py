@@ -91,3 +91,70 @@ def test_a_good_archive_is_unpacked_under_its_budget(tmp_path):
     assert added.label == "upload: good" and (added.folder / "clip0.mp4").stat().st_size == 1000
 
 
+# --- logins --------------------------------------------------------------------------------------
+
+def login_app(limiter_options: dict):
+    """A stand-in for Gradio's /login (400 for a wrong password) behind the limiter."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from talkface.app.login import LoginLimiter
+
+    async def login(request):
+        form = await request.form()
+        ok = form.get("password") == "right"
+        return JSONResponse({"success": ok}, status_code=200 if ok else 400)
+
+    return Starlette(routes=[Route("/login", login, methods=["POST"]),
+                             Route("/", lambda request: JSONResponse({}))],
+                     middleware=[Middleware(LoginLimiter, **limiter_options)])
+
+
+def test_failed_logins_are_limited_per_client_and_window():
+    from starlette.testclient import TestClient
+    now = [1000.0]
+    app = login_app({"max_failures": 3, "window": 60.0, "clock": lambda: now[0]})
+    first = TestClient(app, client=("10.0.0.1", 5000))
+    other = TestClient(app, client=("10.0.0.2", 5000))
+    codes = [first.post("/login", data={"username": "u", "password": f"guess{i}"}).status_code
+             for i in range(5)]
+    assert codes == [400, 400, 400, 429, 429]
+    refused = first.post("/login", data={"username": "u", "password": "right"})
+    assert refused.status_code == 429 and "try again in 60 s" in refused.json()["detail"]
+    assert first.get("/").status_code == 200  # only the login is limited
+    assert other.post("/login", data={"username": "u", "password": "right"}).status_code == 200
+    now[0] += 61  # the failures leave the window
+    assert first.post("/login", data={"username": "u", "password": "right"}).status_code == 200
+
+
+def test_the_server_is_given_the_login_limit_with_credentials_only():
+    from talkface.app.login import LoginLimiter
+    from talkface.app.ui import server_options
+    assert [m.cls for m in server_options([("u", "p")])["middleware"]] == [LoginLimiter]
+    assert server_options([]) == {}
+
+
+# --- exposure ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::"])
+def test_a_non_loopback_host_without_a_login_does_not_start(host, capsys):
+    from talkface.app.ui import main
+    with pytest.raises(SystemExit) as stopped:
+        main(["--host", host])
+    message = str(stopped.value.code)
+    assert f"--host {host}" in message and "--auth" in message and "--insecure" in message
+
+
+def test_a_login_or_insecure_or_loopback_lets_it_start():
+    from talkface.app.ui import check_exposure, parse_args, training_off_reason
+    check_exposure("0.0.0.0", [("u", "p")], insecure=False)
+    check_exposure("127.0.0.1", [], insecure=False)
+    check_exposure("localhost", [], insecure=False)
+    args = parse_args(["--host", "0.0.0.0", "--insecure"])
+    assert args.insecure
+    check_exposure(args.host, [], args.insecure)
+    assert training_off_reason(args.host, [], False)  # served insecurely: no training
+
+
