@@ -144,6 +144,16 @@ def test_score_endpoint(client, face_video):
     assert len(out["frames"]) == 6  # three most and three least attended frames
 
 
+def test_the_json_download_names_the_clip_not_the_server_path(client, app, face_video):
+    """The download used to carry the server's temporary upload path (with its process id)."""
+    upload = json.loads(Path(score(client, face_video, which="upload")["json"]).read_text())
+    assert upload["file"] == face_video.name
+    sample = Path(score(client, sample="clips/00002_clean.mp4", which="sample")["json"])
+    assert json.loads(sample.read_text())["file"] == "00002_clean.mp4"
+    for text in (json.dumps(upload), sample.read_text()):
+        assert "talkface-app-" not in text and str(ROOT) not in text and "/tmp" not in text
+
+
 def test_the_source_chosen_last_is_the_one_scored(client, face_video):
     sample = "clips/00002_clean.mp4"
     as_sample = score(client, face_video, sample, which="sample")

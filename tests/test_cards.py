@@ -127,6 +127,17 @@ def test_the_legend_states_the_rules_the_cards_follow():
     assert "Overall" in legend and "not comparable" in legend
 
 
+def test_the_json_download_names_the_clip_as_the_user_knows_it(tmp_path):
+    from talkface.app.views import write_json
+    out = result({t.name: 0.8 for t in TASKS})
+    path = write_json(out, tmp_path, "my clip.mp4")
+    text = path.read_text()
+    assert json.loads(text)["file"] == "my clip.mp4" and path.name == "my clip_talkface.json"
+    assert "/srv/tmp" not in text and "1234" not in text
+    sample = write_json(out, tmp_path, "clips/00002_clean.mp4")
+    assert json.loads(sample.read_text())["file"] == "00002_clean.mp4"
+
+
 @pytest.mark.parametrize("pointer", [True, False])
 def test_the_model_tab_does_not_point_to_itself(pointer):
     from types import SimpleNamespace

@@ -98,23 +98,24 @@ def score_tab(state: AppState) -> None:
                 (done, total), desc="extracting features", unit="frames"))
             progress(1.0, desc="drawing")
             folder = state.request_folder()
-            what = "your upload" if kind == "upload" else "bundled sample"
-            yield (status_html(f"Scored {name} ({what}); the preview follows.", "ok"),
+            clip = {"path": path, "name": name, "kind": kind}
+            yield (status_html(scored_text(clip, "the preview follows"), "ok"),
                    _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
-                   None, str(views.write_json(result, folder)), plots.result_radar(result),
+                   None, str(views.write_json(result, folder, name)), plots.result_radar(result),
                    plots.attention_heatmap(result), plots.sync_plot(result.sync),
-                   plots.cross_matrix(result), views.thumbnails(result, path), path)
+                   plots.cross_matrix(result), views.thumbnails(result, path), clip)
         except Exception as err:  # the message stays on the page; nothing stale beside it
             yield cleared(failure_text(err, state.redact, "score"), "error")
 
-    def make_preview(path):
-        if not path:
-            return None
+    def make_preview(clip):
+        if not clip:
+            return gr.update(), None
         try:
-            return str(write_preview(state.score(path), path, state.request_folder()))
+            made = write_preview(state.score(clip["path"]), clip["path"], state.request_folder())
         except Exception as err:  # a preview failing must not hide the scores
             failure_text(err, state.redact, "preview")
-            return None
+            return status_html(scored_text(clip, "no preview could be made"), "ok"), None
+        return status_html(scored_text(clip), "ok"), str(made)
 
     def picked_upload(upload, picked):
         name = Path(upload).name if upload else None
@@ -142,8 +143,14 @@ def score_tab(state: AppState) -> None:
     button.click(score, [video, sample, source], outputs, api_name="score",
                  concurrency_id="scorer", concurrency_limit=state.workers,
                  show_progress_on=[status]).then(
-        make_preview, scored, preview, concurrency_id="scorer",
+        make_preview, scored, [status, preview], concurrency_id="scorer",
         concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+
+
+def scored_text(clip: dict, then: str = "") -> str:
+    """'Scored 00002_clean.mp4 (bundled sample); the preview follows.'"""
+    what = "your upload" if clip["kind"] == "upload" else "bundled sample"
+    return f"Scored {clip['name']} ({what})" + (f"; {then}." if then else ".")
 
 
 # --- Dataset -------------------------------------------------------------------------------------

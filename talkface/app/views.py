@@ -254,11 +254,13 @@ def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:
     return items
 
 
-def write_json(result, folder: Path) -> Path:
+def write_json(result: ScoreResult, folder: Path, name: str) -> Path:
     """The app's download: `ScoreResult.to_dict()`, the CLI's `score --json` schema plus the
-    per-frame detail."""
-    path = folder / f"{Path(result.file).stem}_talkface.json"
-    path.write_text(json.dumps(result.to_dict(), indent=1))
+    per-frame detail, with `file` the name the user knows the clip by (the uploaded file's base
+    name or the sample's), never the server's path to it."""
+    data = replace(result, file=Path(name).name).to_dict()
+    path = folder / f"{Path(name).stem}_talkface.json"
+    path.write_text(json.dumps(data, indent=1))
     return path
 
 
