@@ -225,7 +225,8 @@ def test_compare_without_clips_is_a_readable_error(client):
 
 def test_model_card_endpoint(client):
     card = client.predict(api_name="/model_card")
-    assert "<summary>Tasks</summary>" in card  # collapsed sections
+    assert "<details open><summary>Tasks</summary>" in card  # the first section open
+    assert "<details><summary>Features</summary>" in card  # the others collapsed
     assert "lip_sync" in card and "backend=mesh" in card
     assert "trained on: test fixture" in card  # the validity statement, first
 

@@ -158,3 +158,32 @@ def test_a_login_or_insecure_or_loopback_lets_it_start():
     assert training_off_reason(args.host, [], False)  # served insecurely: no training
 
 
+# --- layout --------------------------------------------------------------------------------------
+
+def test_empty_tables_show_their_column_names(tmp_path):
+    """Gradio's default header for a table with no value is "1 2 3"."""
+    import gradio as gr
+    from helpers import make_random_checkpoint
+
+    from talkface.app.state import AppState
+    from talkface.app.ui import build_app
+    fixture = make_random_checkpoint(tmp_path / "fixture")
+    state = AppState(str(fixture), tmp_path / "checkpoints", tmp_path / "runs",
+                     demo_dir=tmp_path / "no-samples", scratch=tmp_path / "scratch")
+    tables = [b for b in build_app(state).blocks.values() if isinstance(b, gr.Dataframe)]
+    assert len(tables) >= 6
+    for table in tables:
+        headers = table.postprocess(None).headers
+        assert headers and headers != ["1", "2", "3"], (table.elem_id, headers)
+
+
+def test_the_model_card_opens_its_first_section(tmp_path):
+    from helpers import make_random_checkpoint
+
+    from talkface.app.views import model_card_markdown
+    from talkface.checkpoint import load_checkpoint
+    make_random_checkpoint(tmp_path / "fixture")
+    card = model_card_markdown(load_checkpoint(tmp_path / "fixture"))
+    sections = card.split("<details")[1:]
+    assert sections[0].startswith(" open><summary>Tasks")
+    assert all(s.startswith("><summary>") for s in sections[1:])

@@ -22,6 +22,11 @@ from .wiring import blanks, failure_text, guarded
 
 N_GROUPS = 4
 SOURCES = [("uploaded video", "upload"), ("bundled sample", "sample")]
+# what an empty table shows as its header (Gradio's default is "1 2 3")
+DATASET_HEADERS = ["file", "condition", "split", "note"]
+BOARD_HEADERS = ["group", "scored", "failed"]
+FAILED_HEADERS = ["group", "file", "error"]
+PAIRS_HEADERS = ["task", "group_a", "group_b", "win_rate", "p_value"]
 
 
 def _trust(state: AppState) -> str:
@@ -165,7 +170,8 @@ def dataset_tab(state: AppState) -> None:
         score_button = gr.Button("Score samples", elem_id="dataset-score")
     status = gr.HTML(elem_id="dataset-status")
     table = gr.Dataframe(value=lambda: _quiet_table(state), interactive=False, wrap=True,
-                         elem_id="dataset-table", elem_classes=["tf-table"])
+                         headers=DATASET_HEADERS, elem_id="dataset-table",
+                         elem_classes=["tf-table"])
 
     @guarded(state.redact, blanks(2, 0))
     def show(cond):
@@ -209,13 +215,15 @@ def compare_tab(state: AppState) -> None:
     status = gr.HTML(elem_id="compare-status")
     board = gr.Dataframe(label="Leaderboard: mean over judged clips [95% bootstrap CI]; ranked "
                          "with failed clips at the worst score", interactive=False,
-                         elem_id="compare-board", elem_classes=["tf-table"])
+                         headers=BOARD_HEADERS, elem_id="compare-board",
+                         elem_classes=["tf-table"])
     failed = gr.Dataframe(label="Clips that could not be scored", interactive=False,
-                          elem_id="compare-failed", elem_classes=["tf-table"], wrap=True,
+                          headers=FAILED_HEADERS, elem_id="compare-failed",
+                          elem_classes=["tf-table"], wrap=True,
                           column_widths=["15%", "30%", "55%"])
     bars = gr.Plot(elem_id="compare-bars")
     pairs = gr.Dataframe(label="Pairwise win rates (Mann-Whitney U test)", interactive=False,
-                         elem_id="compare-pairs", elem_classes=["tf-table"])
+                         headers=PAIRS_HEADERS, elem_id="compare-pairs", elem_classes=["tf-table"])
     csv = gr.File(label="CSV: leaderboard, pairwise win rates, every clip", file_count="multiple",
                   elem_id="compare-csv", elem_classes=["tf-files"])
     outputs = [status, board, failed, bars, pairs, csv]

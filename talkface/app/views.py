@@ -382,7 +382,7 @@ def _details(summary: str, body: str, open_: bool = False) -> str:
 
 def model_card_markdown(loaded, redact=lambda text: text) -> str:
     """The model card: what the checkpoint is and was trained on, then its tasks, features,
-    data, metrics (with N) and card text, each in a collapsed section."""
+    data, metrics (with N) and card text, each in a section of its own, the first open."""
     spec, meta = loaded.spec, loaded.meta
     tasks = markdown_table(["task", "label", "range", "better", "meaning"], (
         [t.name, t.label, f"[{t.low:g}, {t.high:g}]", "higher" if t.higher_is_better else "lower",
@@ -392,7 +392,7 @@ def model_card_markdown(loaded, redact=lambda text: text) -> str:
     return "\n".join([
         f"## Checkpoint `{loaded.path.name}` ({meta.model_name})", "",
         f"talkface {meta.talkface_version} &middot; {trust_line(loaded, False)}", "",
-        _details("Tasks", tasks),
+        _details("Tasks", tasks, open_=True),
         _details("Features", f"- {spec.describe()}\n- groups: {groups}\n- extractor: "
                  f"`{json.dumps(spec.extractor.meaning())}`"),
         _details("Training data", training_data_lines(meta.data) + "\n\nCommand: `"
