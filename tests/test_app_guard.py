@@ -139,10 +139,18 @@ def test_the_server_is_given_the_login_limit_with_credentials_only():
 # --- exposure ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::"])
-def test_a_non_loopback_host_without_a_login_does_not_start(host, capsys):
-    from talkface.app.ui import main
+def test_a_non_loopback_host_without_a_login_does_not_start(host, monkeypatch):
+    import gradio as gr
+
+    from talkface.app import ui
+
+    def launch(*args, **kwargs):  # were the check missing, fail here instead of serving
+        raise AssertionError(f"the app would have served {host} without a login")
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    monkeypatch.setattr(ui, "set_threads", lambda workers: None)
     with pytest.raises(SystemExit) as stopped:
-        main(["--host", host])
+        ui.main(["--host", host])
     message = str(stopped.value.code)
     assert f"--host {host}" in message and "--auth" in message and "--insecure" in message
 
