@@ -178,9 +178,12 @@ def _lip_sync_in_context(lip: TaskScore, sync: Optional[SyncResult]) -> TaskScor
 
 
 def overall_note(lip_sync: Optional[TaskScore]) -> str:
-    """Which tasks the overall score combines (the task table's weights)."""
+    """Which tasks the overall score combines, with the task table's weights (made to sum to 1
+    over the tasks left, as `talkface.measures.combine_overall` does without lip sync)."""
     def named(names):
-        return ", ".join(f"{task_row(n).label.lower()} {OVERALL_WEIGHTS[n]:.0%}" for n in names)
+        total = sum(OVERALL_WEIGHTS[n] for n in names)
+        return ", ".join(f"{task_row(n).label.lower()} {OVERALL_WEIGHTS[n] / total:.0%}"
+                         for n in names)
     if lip_sync is not None and not lip_sync.judged:
         rest = [n for n in OVERALL_WEIGHTS if n != LIP_SYNC]
         return (f"lip sync left out ({lip_sync.reason}): combines {named(rest)} only, so it is "

@@ -111,8 +111,26 @@ def test_overall_names_what_it_combines_and_a_clip_without_audio_says_lip_sync_i
                     reasons={"lip_sync": "no audio track"})
     shown = card(score_cards_html(silent), "Overall")
     assert "lip sync left out (no audio track)" in shown and "not comparable" in shown
-    assert "lip sync" not in shown.split("combines")[1].split("only")[0]
+    assert "combines visual quality 50%, temporal quality 50% only" in shown  # as computed
     assert "lip sync left out" in silent.to_dict()["tasks"]["overall"]["note"]
+
+
+def test_the_weights_overall_names_are_those_it_is_made_with():
+    from talkface.measures import combine_overall
+    from talkface.results import overall_note
+
+    def weights(note: str) -> dict[str, float]:
+        return {name: int(share) / 100 for name, share in
+                re.findall(r"(lip sync|visual quality|temporal quality) (\d+)%", note)}
+
+    lip, visual, temporal = 0.9, 0.7, 0.4
+    w = weights(overall_note(None))
+    assert combine_overall(lip, visual, temporal) == pytest.approx(
+        lip ** w["lip sync"] * visual ** w["visual quality"] * temporal ** w["temporal quality"])
+    w = weights(overall_note(task_score(TASKS[0], np.nan, "no audio track")))
+    assert set(w) == {"visual quality", "temporal quality"}
+    assert combine_overall(np.nan, visual, temporal) == pytest.approx(
+        visual ** w["visual quality"] * temporal ** w["temporal quality"])
 
 
 def test_the_legend_states_the_rules_the_cards_follow():
@@ -123,6 +141,7 @@ def test_the_legend_states_the_rules_the_cards_follow():
     assert "bad &lt; 1.5" in legend and "1 (worst) to 5 (best)" in legend
     assert "spread" in legend and "disagree" in legend
     assert "Sync confidence" in legend and f"{VISIBLE_OFFSET_FRAMES} frames (120 ms" in legend
+    assert "threshold, given beside the offset" in legend  # each sync estimator has its own
     assert "better than N% of reference clips" in legend and "1-99" in legend
     assert "Overall" in legend and "not comparable" in legend
 

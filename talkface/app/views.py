@@ -21,7 +21,7 @@ from ..errors import DatasetError, TalkfaceError
 from ..markdown import markdown_table
 from ..metrics import LABELS
 from ..results import BANDS, ScoreResult, SignalValue, overall_note
-from ..sync.result import RELIABLE_CONFIDENCE, VISIBLE_OFFSET_FRAMES
+from ..sync.result import VISIBLE_OFFSET_FRAMES
 from ..tasks import TASKS
 from .jobs import SAMPLES_DIR
 
@@ -189,8 +189,9 @@ def legend_html() -> str:
         ("&plusmn; spread", "for an ensemble checkpoint: how much its members disagree (their "
          "standard deviation, in the score's units). A wide spread means an uncertain score."),
         ("Sync confidence", f"how clearly one audio offset fits best (median minus minimum of "
-         f"the audio-visual distance over offsets, as LSE-C). Below {RELIABLE_CONFIDENCE:g} the "
-         f"offset is not trusted and the lip-sync score rests on the mouth-audio match alone. "
+         f"the audio-visual distance over offsets, as LSE-C). Below the sync estimator's own "
+         f"threshold, given beside the offset on the lip-sync card, the offset is not trusted "
+         f"and the lip-sync score rests on the mouth-audio match alone. "
          f"A trusted offset of {VISIBLE_OFFSET_FRAMES} frames ({offset_ms:.0f} ms at "
          f"{FPS:g} fps) or more is visible: lip sync then reads as at most good."),
         ("Percentile", "&ldquo;better than N% of reference clips&rdquo;: the share of the "
