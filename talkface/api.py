@@ -34,7 +34,8 @@ from .checkpoint import LoadedModel, load_checkpoint
 from .errors import MediaError, TalkfaceError
 from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
 from .predict import ClipFeatures, predict
-from .results import ScoreResult, SignalValue, TaskScore, no_face_message, task_score
+from .results import (ScoreResult, SignalValue, TaskScore, in_context, no_face_message,
+                      task_score)
 from .signals import explain, measure_signals
 from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
 from .sync.correlation import correlation_sync
@@ -214,7 +215,8 @@ class Scorer:
         unusual = cal.out_of_distribution(clip_summary(clip.visual, clip.audio, clip.valid))
         warnings = tuple(bundle.warnings) + ((f"out of the training distribution: {unusual}",)
                                              if unusual else ()) + self._disagreement(tasks)
-        return ScoreResult(str(name), tasks, warnings, pred.attention, sync_result(bundle),
+        sync = sync_result(bundle)
+        return ScoreResult(str(name), in_context(tasks, sync), warnings, pred.attention, sync,
                            bundle.valid.copy(), bundle.spec.fps, info, identity=identity,
                            out_of_distribution=unusual, signals=signals)
 

@@ -144,27 +144,14 @@ class Calibration:
         return out
 
     def percentile(self, task: str, value: Optional[float]) -> Optional[float]:
-        """Share (0-100) of reference clips that score below `value`."""
-        table = self.reference.get(task)
-        if value is None or not table:
-            return None
-        return float(np.interp(value, table, np.linspace(0, 100, len(table))))
+        """Share (0-100) of reference clips that score below `value` (`share_below`: ties
+        count half; exactly 0 or 100 only outside the reference clips' range)."""
+        return share_below(self.reference.get(task), value)
 
     def signal_percentile(self, name: str, value: Optional[float]) -> Optional[float]:
         """Share (0-100) of the clean real recordings whose signal `name` is below `value`
         (ties count half, so a signal that is 0 on most recordings reads as typical)."""
-        table = self.signals.get(name)
-        if value is None or not table:
-            return None
-        table = np.asarray(table, float)
-        grid = np.linspace(0, 100, len(table))
-        below = np.interp(value - 1e-12, table, grid, left=0.0, right=100.0)
-        above = np.interp(value + 1e-12, table, grid, left=0.0, right=100.0)
-        if value < table[0]:
-            return 0.0
-        if value > table[-1]:
-            return 100.0
-        return float((below + above) / 2)
+        return share_below(self.signals.get(name), value)
 
     def penalty(self, task: str, signals: dict) -> float:
         """What the measured `signals` ({name: value}) take off `task`'s score (0 without
@@ -190,6 +177,24 @@ class Calibration:
         return (f"the clip's features are unlike the training data (distance {score:.1f} vs "
                 f"{self.ood_threshold:.1f} for 99% of training clips; most unusual: {named}): "
                 f"treat its scores with caution")
+
+
+def share_below(table: Optional[list], value: Optional[float]) -> Optional[float]:
+    """Share (0-100) of a set, given as its 101 percentiles `table`, that lies below `value`;
+    values equal to it count half (a score tied with the top quarter of the set is better than
+    87.5% of it, not 100%). 0 below the set's smallest value, 100 above its largest, and only
+    there. None without a table or a value."""
+    if value is None or not table:
+        return None
+    table = np.asarray(table, float)
+    if value < table[0]:
+        return 0.0
+    if value > table[-1]:
+        return 100.0
+    grid = np.linspace(0, 100, len(table))
+    below = np.interp(value - 1e-12, table, grid, left=0.0, right=100.0)
+    above = np.interp(value + 1e-12, table, grid, left=0.0, right=100.0)
+    return float(min(max((below + above) / 2, 1e-6), 100 - 1e-6))
 
 
 def fit_ood(summaries: np.ndarray, groups: dict) -> tuple[np.ndarray, np.ndarray, float]:

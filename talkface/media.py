@@ -393,7 +393,8 @@ def check_length(n_frames: int, fps: float, name: str, min_seconds: float = MIN_
 def length_warning(info: MediaInfo, max_seconds: float) -> Optional[str]:
     if info.duration > max_seconds + 1e-3:
         return (f"clip is {info.duration:.1f} s long; only the first {max_seconds:g} s were "
-                f"analysed (raise max_seconds to use more)")
+                f"analysed (to judge another part, trim the clip to that part; to analyse more, "
+                f"score it in Python with `talkface.load_scorer(max_seconds=N)`)")
     return None
 
 

@@ -2,11 +2,22 @@
 
 Results are frozen dataclasses; the Scorer hands out deep copies of what it remembers, so a
 caller changing one result cannot change the next.
+
+How a score reads, one rule for every caller (the app's legend states it):
+
+- the band comes from the score alone: its place on the 1-5 scale (`BANDS`), with one exception,
+  lip sync, which is at most "good" when the sync estimate is confident that audio and lips are
+  `VISIBLE_OFFSET_FRAMES` or more apart (`in_context`);
+- the percentile comes from the same score: the share of the checkpoint's reference clips it is
+  better than (ties count half), read as "better than N% of reference clips" with N kept in
+  1..99, and "beyond the best (worst) reference clip" outside their range (`reference_text`).
+  Both rise with the score, so a higher score never gets a lower band or percentile; the band is
+  absolute, the percentile relative to whatever the reference set holds.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -14,9 +25,12 @@ import numpy as np
 
 from .signals import SIGNALS, standing
 from .spec import TaskSpec
-from .sync.result import SyncResult
+from .sync.result import VISIBLE_OFFSET_FRAMES, SyncResult
+from .tasks import OVERALL, OVERALL_WEIGHTS, task_row
 
 BANDS = [(4.5, "excellent"), (3.5, "good"), (2.5, "fair"), (1.5, "poor"), (-math.inf, "bad")]
+BAND_NAMES = [name for _, name in BANDS]  # best first
+LIP_SYNC = "lip_sync"
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class TaskScore:
     percentile: Optional[float] = None  # share of reference clips scoring lower (0-100)
     spread: Optional[float] = None  # ensemble members' standard deviation, where there are some
     why: tuple[str, ...] = ()  # the measured signals that pull this task down, worst first
+    note: str = ""  # what the score rests on or combines, where that needs saying (`in_context`)
+    band_limit: Optional[str] = None  # the best band the score may read as (`in_context`)
 
     @property
     def judged(self) -> bool:
@@ -47,9 +63,36 @@ class TaskScore:
 
     @property
     def band(self) -> str:
+        """The score's place on the 1-5 scale, no better than `band_limit`."""
         if self.value is None:
             return "not judged"
-        return next(name for low, name in BANDS if self.mos >= low)
+        band = next(name for low, name in BANDS if self.mos >= low)
+        if self.band_limit and BAND_NAMES.index(band) < BAND_NAMES.index(self.band_limit):
+            return self.band_limit
+        return band
+
+    @property
+    def better_than(self) -> Optional[float]:
+        """Share (0-100) of the reference clips this score is better than (ties count half):
+        `percentile` read in the task's direction."""
+        if self.percentile is None:
+            return None
+        return self.percentile if self.task.higher_is_better else 100.0 - self.percentile
+
+    @property
+    def reference_text(self) -> str:
+        """'better than 72% of reference clips', N kept in 1..99; beyond the reference clips'
+        range it says so ("" without reference percentiles)."""
+        share = self.better_than
+        if share is None:
+            return ""
+        shown = min(max(round(share), 1), 99)
+        text = f"better than {shown}% of reference clips"
+        if share >= 100.0:
+            return text + " (beyond the best reference clip)"
+        if share <= 0.0:
+            return text + " (beyond the worst reference clip)"
+        return text
 
     @property
     def meaning(self) -> str:
@@ -66,7 +109,8 @@ class TaskScore:
                 "mos": self.mos, "range": [t.low, t.high], "higher_is_better": t.higher_is_better,
                 "band": self.band, "meaning": self.meaning, "judged": self.judged,
                 "reason": self.reason or None, "percentile": self.percentile,
-                "spread": self.spread, "why": list(self.why)}
+                "spread": self.spread, "why": list(self.why), "note": self.note or None,
+                "band_limit": self.band_limit}
 
 
 @dataclass(frozen=True)
@@ -95,6 +139,56 @@ def task_score(task: TaskSpec, value: float, reason: str = "", **extra) -> TaskS
     if value is None or not np.isfinite(value):
         return TaskScore(task, None, reason or "cannot be judged", **extra)
     return TaskScore(task, float(min(max(value, task.low), task.high)), **extra)
+
+
+def in_context(tasks: dict[str, TaskScore], sync: Optional[SyncResult]) -> dict[str, TaskScore]:
+    """The scores with what they rest on stated (`TaskScore.note`), the one place this is decided:
+
+    - lip sync with a sync estimate that is confident the audio is `VISIBLE_OFFSET_FRAMES` or
+      more frames off reads as at most "good" (an offset that large is visible, whatever the
+      mouth-audio match says); with no trusted offset, the note says the score rests on the
+      mouth-audio match alone;
+    - overall names the tasks it combines, and says when lip sync was left out (no audio, ...):
+      such an overall is not comparable with one that includes lip sync."""
+    out = dict(tasks)
+    lip = out.get(LIP_SYNC)
+    if lip is not None and lip.judged:
+        out[LIP_SYNC] = _lip_sync_in_context(lip, sync)
+    if OVERALL in out and out[OVERALL].judged:
+        out[OVERALL] = replace(out[OVERALL], note=overall_note(lip))
+    return out
+
+
+def _lip_sync_in_context(lip: TaskScore, sync: Optional[SyncResult]) -> TaskScore:
+    if sync is None or not sync.judged:
+        why = f" ({sync.reason})" if sync is not None and sync.reason else ""
+        return replace(lip, note=f"rests on the mouth-audio match alone: no audio offset could "
+                                 f"be estimated{why}")
+    if not sync.reliable:
+        return replace(lip, note=f"rests on the mouth-audio match alone, without a trusted "
+                                 f"offset (sync confidence {sync.confidence:.2f}, below "
+                                 f"{sync.reliable_confidence:g})")
+    if abs(sync.offset_frames) >= VISIBLE_OFFSET_FRAMES:
+        side = "late" if sync.offset_frames > 0 else "early"
+        return replace(lip, band_limit="good", note=(
+            f"at most good: the sync estimate is confident the audio is "
+            f"{abs(sync.offset_frames)} frames ({abs(sync.offset_ms):.0f} ms) {side}, a visible "
+            f"offset"))
+    return lip
+
+
+def overall_note(lip_sync: Optional[TaskScore]) -> str:
+    """Which tasks the overall score combines, with the task table's weights (made to sum to 1
+    over the tasks left, as `talkface.measures.combine_overall` does without lip sync)."""
+    def named(names):
+        total = sum(OVERALL_WEIGHTS[n] for n in names)
+        return ", ".join(f"{task_row(n).label.lower()} {OVERALL_WEIGHTS[n] / total:.0%}"
+                         for n in names)
+    if lip_sync is not None and not lip_sync.judged:
+        rest = [n for n in OVERALL_WEIGHTS if n != LIP_SYNC]
+        return (f"lip sync left out ({lip_sync.reason}): combines {named(rest)} only, so it is "
+                f"not comparable with clips whose lip sync was judged")
+    return f"combines {named(OVERALL_WEIGHTS)} (a weighted geometric mean)"
 
 
 @dataclass(frozen=True)

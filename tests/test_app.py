@@ -32,6 +32,7 @@ def free_port() -> int:
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    import urllib.error
     import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -39,6 +40,8 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -
             raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             urllib.request.urlopen(url + "/config", timeout=2)
+            return
+        except urllib.error.HTTPError:  # it answers (behind a login)
             return
         except OSError:
             time.sleep(0.5)
@@ -141,6 +144,16 @@ def test_score_endpoint(client, face_video):
     assert len(out["frames"]) == 6  # three most and three least attended frames
 
 
+def test_the_json_download_names_the_clip_not_the_server_path(client, app, face_video):
+    """The download used to carry the server's temporary upload path (with its process id)."""
+    upload = json.loads(Path(score(client, face_video, which="upload")["json"]).read_text())
+    assert upload["file"] == face_video.name
+    sample = Path(score(client, sample="clips/00002_clean.mp4", which="sample")["json"])
+    assert json.loads(sample.read_text())["file"] == "00002_clean.mp4"
+    for text in (json.dumps(upload), sample.read_text()):
+        assert "talkface-app-" not in text and str(ROOT) not in text and "/tmp" not in text
+
+
 def test_the_source_chosen_last_is_the_one_scored(client, face_video):
     sample = "clips/00002_clean.mp4"
     as_sample = score(client, face_video, sample, which="sample")
@@ -212,7 +225,8 @@ def test_compare_without_clips_is_a_readable_error(client):
 
 def test_model_card_endpoint(client):
     card = client.predict(api_name="/model_card")
-    assert "<summary>Tasks</summary>" in card  # collapsed sections
+    assert "<details open><summary>Tasks</summary>" in card  # the first section open
+    assert "<details><summary>Features</summary>" in card  # the others collapsed
     assert "lip_sync" in card and "backend=mesh" in card
     assert "trained on: test fixture" in card  # the validity statement, first
 
@@ -278,3 +292,28 @@ def test_train_refuses_unknown_and_too_small_datasets(client, app, face_video):
     assert "(train 4, val 1, test 1)" in message and "minimum is 2" in message, message
     assert "val and test are short" in message, message
     assert (sorted(roots["runs"].glob("*")) if roots["runs"].exists() else []) == runs_before
+
+
+def test_failed_logins_are_limited(tmp_path):
+    """With --auth, a client gets a bounded number of wrong passwords a minute; after that even
+    the right one is refused until the window passes (it used to take 25 guesses in 0.04 s)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from talkface.app.login import MAX_FAILURES
+    proc, url, _ = start_app(tmp_path, "--auth", "ann:right-password")
+
+    def login(password: str) -> int:
+        form = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+        try:
+            return urllib.request.urlopen(url + "/login", form, timeout=10).status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    try:
+        assert login("right-password") == 200
+        codes = [login(f"guess-{i}") for i in range(MAX_FAILURES + 2)]
+        assert codes == [400] * MAX_FAILURES + [429, 429], codes
+        assert login("right-password") == 429
+    finally:
+        stop_app(proc)

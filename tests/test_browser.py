@@ -62,7 +62,14 @@ def test_upload_a_clip_and_see_scores_and_heatmap(page, face_video):
     page.wait_for_selector("#score-heatmap .js-plotly-plot .heatmaplayer")
     page.wait_for_selector("#score-sync .js-plotly-plot")
     page.wait_for_selector("#score-preview video", state="attached")  # an H.264 preview
+    # once the preview is there, the status line no longer promises it
+    page.wait_for_function("() => !document.querySelector('#score-status').innerText"
+                           ".includes('follows')", timeout=30_000)
     assert page.locator("#score-frames img").count() >= 1
+    legend = page.inner_text("#score-legend")
+    assert "How to read the cards" in legend and "better than N% of reference clips" in legend
+    assert "Overall" in page.inner_text("#score-cards") and "combines" in page.inner_text(
+        "#score-cards")
     page.screenshot(path=str(SHOTS / "score.png"), full_page=True)
 
 

@@ -206,3 +206,15 @@ def test_prefetched_frames_match_and_errors_reach_the_caller(tmp_path):
     early = media.prefetched(media.iter_frames(path), size=2)
     next(early)
     early.close()  # stopping early must not leave the decoder thread blocked
+
+
+def test_the_long_clip_warning_says_what_the_user_can_do():
+    """It said "raise max_seconds", which neither the app nor `talkface score` offers."""
+    from talkface.media import MediaInfo, length_warning
+    info = MediaInfo("long.mp4", "mp4", "h264", 640, 360, 25.0, 75.0, True)
+    text = length_warning(info, 60)
+    assert text.startswith("clip is 75.0 s long; only the first 60 s were analysed")
+    assert "trim the clip" in text and "load_scorer(max_seconds=N)" in text
+    assert "raise max_seconds" not in text
+    assert length_warning(MediaInfo("short.mp4", "mp4", "h264", 640, 360, 25.0, 10.0, True),
+                          60) is None

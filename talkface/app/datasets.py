@@ -3,16 +3,20 @@
 A client names a dataset by a label from a fixed list, never by a path: the bundled samples,
 datasets uploaded through the app (a .zip with `manifest.csv` and the clips, unpacked into the
 app's uploads folder), and dataset folders under the roots given at start-up (`--data-root`). A
-manifest may only name files inside its own folder. Text shown in the page (messages, the job
+manifest may only name files inside its own folder. An upload is unpacked against a byte budget
+counted as it is written, and whatever refuses it (too large, no manifest, a bad manifest, a
+damaged archive) leaves nothing behind. Text shown in the page (messages, the job
 log) goes through a `Redactor`, which replaces server folders with short placeholders.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Optional
@@ -28,6 +32,8 @@ GENERATE = "generate new clips"
 MIN_EVAL_CLIPS = 8  # fewer validation or test clips than this measure nothing (an R2 of -316)
 MAX_ZIP_BYTES = 4 * 1024 ** 3  # unpacked size of one uploaded dataset
 MAX_ZIP_FILES = 20000
+FREE_MARGIN = 1024 ** 3  # disk space an unpacked upload must leave free
+MANIFEST = "manifest.csv"
 
 
 class DatasetRefused(TalkfaceError):
@@ -53,9 +59,11 @@ def _datasets_under(root: Path) -> list[Path]:
 class DatasetRegistry:
     """The datasets a client may pick, found afresh on every call (a new folder appears)."""
 
-    def __init__(self, demo_dir: Path, uploads_dir: Path, data_roots: Iterable[Path] = ()) -> None:
+    def __init__(self, demo_dir: Path, uploads_dir: Path, data_roots: Iterable[Path] = (),
+                 max_upload_bytes: int = MAX_ZIP_BYTES) -> None:
         self.demo_dir, self.uploads_dir = Path(demo_dir), Path(uploads_dir)
         self.data_roots = [Path(r).resolve() for r in data_roots]
+        self.max_upload_bytes = int(max_upload_bytes)
 
     def datasets(self) -> list[Dataset]:
         found = [Dataset(BUNDLED, self.demo_dir, "bundled")]
@@ -84,14 +92,25 @@ class DatasetRegistry:
         while target.exists():
             n += 1
             target = self.uploads_dir / f"{stem}-{n}"
-        unpack_zip(archive, target)
-        check_manifest(target)
+        try:
+            unpack_zip(archive, target, self.max_upload_bytes)
+            check_manifest(target)
+        except BaseException:  # a refused upload leaves nothing behind
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         return Dataset(f"upload: {target.name}", target, "upload")
 
 
-def unpack_zip(archive: str | os.PathLike, target: Path) -> None:
-    """Unpack a dataset .zip under `target`, refusing absolute or `..` names, links, and more
-    than MAX_ZIP_FILES files or MAX_ZIP_BYTES unpacked. A single top folder is stripped."""
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def unpack_zip(archive: str | os.PathLike, target: Path, max_bytes: int = MAX_ZIP_BYTES) -> None:
+    """Unpack a dataset .zip under `target`, refusing absolute or `..` names, links, an archive
+    without a top-level manifest.csv, more than MAX_ZIP_FILES files, more than `max_bytes`
+    unpacked (as declared, and counted as written: the first byte past the budget stops it) or
+    more than the disk can hold. A single top folder is stripped. A refusal after writing began
+    removes `target`."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
@@ -101,23 +120,44 @@ def unpack_zip(archive: str | os.PathLike, target: Path) -> None:
         if len(members) > MAX_ZIP_FILES:
             raise DatasetRefused(f"the archive holds {len(members)} files (at most "
                                  f"{MAX_ZIP_FILES})")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise DatasetRefused(f"the archive unpacks to more than {MAX_ZIP_BYTES / 1e9:.0f} GB")
+        too_big = f"the archive unpacks to more than {_size(max_bytes)}, the limit for a dataset"
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise DatasetRefused(too_big)
         names = [_member_path(m) for m in members]
         tops = {n.parts[0] for n in names}
         strip = len(tops) == 1 and all(len(n.parts) > 1 for n in names)
-        target.mkdir(parents=True)
-        written = 0
-        for member, name in zip(members, names):
-            dest = target.joinpath(*(name.parts[1:] if strip else name.parts))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(dest, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > MAX_ZIP_BYTES:  # the sizes in the directory can lie
-                        raise DatasetRefused("the archive unpacks to more than "
-                                             f"{MAX_ZIP_BYTES / 1e9:.0f} GB")
-                    out.write(chunk)
+        inside = [PurePosixPath(*n.parts[1:]) if strip else n for n in names]
+        if PurePosixPath(MANIFEST) not in inside:
+            raise DatasetRefused(f"the archive has no {MANIFEST} at its top (or in its one top "
+                                 f"folder); nothing was unpacked")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if declared > shutil.disk_usage(target.parent).free - FREE_MARGIN:
+            raise DatasetRefused(f"the server has no room for the {_size(declared)} this "
+                                 f"archive unpacks to")
+        target.mkdir()
+        try:
+            _write_members(zf, members, [target.joinpath(*n.parts) for n in inside], max_bytes,
+                           too_big)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            shutil.rmtree(target, ignore_errors=True)
+            raise DatasetRefused(f"the archive is damaged ({err})") from None
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+
+
+def _write_members(zf: zipfile.ZipFile, members: list, dests: list[Path], max_bytes: int,
+                   too_big: str) -> None:
+    written = 0
+    for member, dest in zip(members, dests):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(dest, "wb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > max_bytes:  # whatever the directory declared
+                    raise DatasetRefused(too_big)
+                out.write(chunk)
 
 
 def _member_path(member: zipfile.ZipInfo) -> PurePosixPath:

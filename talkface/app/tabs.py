@@ -22,6 +22,11 @@ from .wiring import blanks, failure_text, guarded
 
 N_GROUPS = 4
 SOURCES = [("uploaded video", "upload"), ("bundled sample", "sample")]
+# what an empty table shows as its header (Gradio's default is "1 2 3")
+DATASET_HEADERS = ["file", "condition", "split", "note"]
+BOARD_HEADERS = ["group", "scored", "failed"]
+FAILED_HEADERS = ["group", "file", "error"]
+PAIRS_HEADERS = ["task", "group_a", "group_b", "win_rate", "p_value"]
 
 
 def _trust(state: AppState) -> str:
@@ -69,6 +74,7 @@ def score_tab(state: AppState) -> None:
             status = gr.HTML(elem_id="score-status")
             cards = gr.HTML(elem_id="score-cards")
             notes = gr.Markdown(elem_id="score-warnings")
+            gr.HTML(views.legend_html(), elem_id="score-legend")
             with gr.Row():
                 preview = gr.Video(label="What was scored (scored face boxed)",
                                    interactive=False, elem_id="score-preview", height=300)
@@ -97,23 +103,24 @@ def score_tab(state: AppState) -> None:
                 (done, total), desc="extracting features", unit="frames"))
             progress(1.0, desc="drawing")
             folder = state.request_folder()
-            what = "your upload" if kind == "upload" else "bundled sample"
-            yield (status_html(f"Scored {name} ({what}); the preview follows.", "ok"),
+            clip = {"path": path, "name": name, "kind": kind}
+            yield (status_html(scored_text(clip, "the preview follows"), "ok"),
                    _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
-                   None, str(views.write_json(result, folder)), plots.result_radar(result),
+                   None, str(views.write_json(result, folder, name)), plots.result_radar(result),
                    plots.attention_heatmap(result), plots.sync_plot(result.sync),
-                   plots.cross_matrix(result), views.thumbnails(result, path), path)
+                   plots.cross_matrix(result), views.thumbnails(result, path), clip)
         except Exception as err:  # the message stays on the page; nothing stale beside it
             yield cleared(failure_text(err, state.redact, "score"), "error")
 
-    def make_preview(path):
-        if not path:
-            return None
+    def make_preview(clip):
+        if not clip:
+            return gr.update(), None
         try:
-            return str(write_preview(state.score(path), path, state.request_folder()))
+            made = write_preview(state.score(clip["path"]), clip["path"], state.request_folder())
         except Exception as err:  # a preview failing must not hide the scores
             failure_text(err, state.redact, "preview")
-            return None
+            return status_html(scored_text(clip, "no preview could be made"), "ok"), None
+        return status_html(scored_text(clip), "ok"), str(made)
 
     def picked_upload(upload, picked):
         name = Path(upload).name if upload else None
@@ -141,8 +148,14 @@ def score_tab(state: AppState) -> None:
     button.click(score, [video, sample, source], outputs, api_name="score",
                  concurrency_id="scorer", concurrency_limit=state.workers,
                  show_progress_on=[status]).then(
-        make_preview, scored, preview, concurrency_id="scorer",
+        make_preview, scored, [status, preview], concurrency_id="scorer",
         concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+
+
+def scored_text(clip: dict, then: str = "") -> str:
+    """'Scored 00002_clean.mp4 (bundled sample); the preview follows.'"""
+    what = "your upload" if clip["kind"] == "upload" else "bundled sample"
+    return f"Scored {clip['name']} ({what})" + (f"; {then}." if then else ".")
 
 
 # --- Dataset -------------------------------------------------------------------------------------
@@ -157,7 +170,8 @@ def dataset_tab(state: AppState) -> None:
         score_button = gr.Button("Score samples", elem_id="dataset-score")
     status = gr.HTML(elem_id="dataset-status")
     table = gr.Dataframe(value=lambda: _quiet_table(state), interactive=False, wrap=True,
-                         elem_id="dataset-table", elem_classes=["tf-table"])
+                         headers=DATASET_HEADERS, elem_id="dataset-table",
+                         elem_classes=["tf-table"])
 
     @guarded(state.redact, blanks(2, 0))
     def show(cond):
@@ -201,13 +215,15 @@ def compare_tab(state: AppState) -> None:
     status = gr.HTML(elem_id="compare-status")
     board = gr.Dataframe(label="Leaderboard: mean over judged clips [95% bootstrap CI]; ranked "
                          "with failed clips at the worst score", interactive=False,
-                         elem_id="compare-board", elem_classes=["tf-table"])
+                         headers=BOARD_HEADERS, elem_id="compare-board",
+                         elem_classes=["tf-table"])
     failed = gr.Dataframe(label="Clips that could not be scored", interactive=False,
-                          elem_id="compare-failed", elem_classes=["tf-table"], wrap=True,
+                          headers=FAILED_HEADERS, elem_id="compare-failed",
+                          elem_classes=["tf-table"], wrap=True,
                           column_widths=["15%", "30%", "55%"])
     bars = gr.Plot(elem_id="compare-bars")
     pairs = gr.Dataframe(label="Pairwise win rates (Mann-Whitney U test)", interactive=False,
-                         elem_id="compare-pairs", elem_classes=["tf-table"])
+                         headers=PAIRS_HEADERS, elem_id="compare-pairs", elem_classes=["tf-table"])
     csv = gr.File(label="CSV: leaderboard, pairwise win rates, every clip", file_count="multiple",
                   elem_id="compare-csv", elem_classes=["tf-files"])
     outputs = [status, board, failed, bars, pairs, csv]

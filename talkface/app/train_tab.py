@@ -20,6 +20,9 @@ from .views import status_html
 from .wiring import blanks, guarded
 
 MODES = [("train a model", "train"), ("hyperparameter search (Optuna)", "search")]
+# what the tables show before a run has any (Gradio's default header is "1 2 3")
+SIDE_HEADERS = ["task", "metric", "this run", "N (this run)", "active checkpoint", "N (active)"]
+TRIALS_HEADERS = ["trial", "state", "value"]
 
 
 def train_tab(state: AppState):
@@ -61,10 +64,11 @@ def train_tab(state: AppState):
     curves = gr.Plot(elem_id="train-curves")
     verdict = gr.Markdown(elem_id="train-verdict")
     side = gr.Dataframe(label="This run vs the active checkpoint (N: clips each metric was "
-                        "computed on)", interactive=False, elem_id="train-metrics",
-                        elem_classes=["tf-table"])
+                        "computed on)", interactive=False, headers=SIDE_HEADERS,
+                        elem_id="train-metrics", elem_classes=["tf-table"])
     trials_table = gr.Dataframe(label="Search trials", interactive=False, visible=searching,
-                                elem_id="train-trials-table", elem_classes=["tf-table"])
+                                headers=TRIALS_HEADERS, elem_id="train-trials-table",
+                                elem_classes=["tf-table"])
     logbox = gr.Textbox(label="Log", lines=10, max_lines=10, autoscroll=True, elem_id="train-log")
     with gr.Row():
         name = gr.Textbox(label="Promote as", value="", placeholder="e.g. retrained-1",

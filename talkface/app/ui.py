@@ -1,15 +1,17 @@
 """talkface in the browser: `talkface app` or `python app.py [--host 127.0.0.1] [--port 7860]
-[--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--data-root DIR]
-[--syncnet-weights syncnet_v2.model]`.
+[--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--insecure]
+[--data-root DIR] [--syncnet-weights syncnet_v2.model]`.
 
 Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs` and
 `talkface.app.train_tab`; what they compute lives in `views`, `train_views`, `state`, `jobs`,
 `preview`, `talkface.plots` and `talkface.leaderboard`. Server defaults: analytics off, bound to
 127.0.0.1, SSR off, a queue with a small pool of scoring workers (the Scorer is thread-safe),
 an upload size limit, uploads deleted after an hour, every error shown as a readable message on
-the page. Training and promotion are off when the server is reachable from other machines
-without credentials. On exit (SIGTERM, Ctrl-C) a running job is stopped and the scratch folder,
-Gradio's temp files included, is removed; a start removes those of killed earlier runs.
+the page. A server reachable from other machines (`--host` other than loopback) does not start
+without credentials unless `--insecure` says so, and then training and promotion are off; with
+credentials, failed logins are limited per client address (`talkface.app.login`). On exit
+(SIGTERM, Ctrl-C) a running job is stopped and the scratch folder, Gradio's temp files included,
+is removed; a start removes those of killed earlier runs.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import gradio as gr  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from . import scratch as scratch_dir  # noqa: E402
 from .datasets import MIN_EVAL_CLIPS  # noqa: E402
+from .login import LoginLimiter  # noqa: E402
 from .state import AppState  # noqa: E402
 from .tabs import compare_tab, dataset_tab, model_tab, score_tab  # noqa: E402
 from .train_tab import train_tab  # noqa: E402
@@ -86,6 +89,16 @@ def read_credentials(pairs: list[str], files: list[str]) -> list[tuple[str, str]
     return credentials
 
 
+def check_exposure(host: str, credentials: list, insecure: bool) -> None:
+    """Refuse to serve other machines without a login, unless the user said so."""
+    if credentials or insecure or is_loopback(host):
+        return
+    raise ConfigError(f"--host {host} makes the app reachable from other machines, and no login "
+                      f"was given: add --auth USER:PASS (or --auth-file FILE), or --insecure to "
+                      f"serve it to anyone who can reach it (training and promotion then stay "
+                      f"off), or bind it to 127.0.0.1")
+
+
 def training_off_reason(host: str, credentials: list, no_training: bool) -> str:
     if no_training:
         return "It was started with --no-training."
@@ -122,6 +135,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="require this login (repeat for several users)")
     p.add_argument("--auth-file", dest="auth_files", action="append", default=[],
                    metavar="FILE", help="a file of USER:PASS lines (keeps secrets out of `ps`)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a --host other than loopback without --auth (anyone who can "
+                        "reach it may score clips; training and promotion stay off)")
     p.add_argument("--no-training", dest="no_training", action="store_true",
                    help="switch training and promotion off")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -135,6 +151,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def server_options(credentials: list) -> dict:
+    """FastAPI settings for Gradio's app: with a login, failed attempts are limited."""
+    from starlette.middleware import Middleware
+    return {"middleware": [Middleware(LoginLimiter)]} if credentials else {}
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM ends the server like Ctrl-C does, so the clean-up below runs."""
     def handler(signum, frame):
@@ -145,7 +167,11 @@ def _stop_on_sigterm() -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    credentials = read_credentials(args.auth, args.auth_files)
+    try:
+        credentials = read_credentials(args.auth, args.auth_files)
+        check_exposure(args.host, credentials, args.insecure)
+    except ConfigError as err:
+        raise SystemExit(f"talkface app: {err}") from None
     scratch = scratch_dir.make_scratch()
     scratch_dir.use_for_gradio(scratch)  # before any Blocks exists
     state: Optional[AppState] = None
@@ -167,7 +193,7 @@ def main(argv=None) -> None:
         demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False,
                     max_file_size=args.max_file_size, show_error=False, quiet=False,
                     footer_links=["api"], css=CSS_FILE.read_text(), theme=gr.themes.Soft(),
-                    auth=credentials or None)
+                    auth=credentials or None, app_kwargs=server_options(credentials))
     finally:
         if state is not None:
             state.close()

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from ..constants import FPS
 from ..errors import DatasetError, TalkfaceError
 from ..markdown import markdown_table
 from ..metrics import LABELS
-from ..results import SignalValue
+from ..results import BANDS, ScoreResult, SignalValue, overall_note
+from ..sync.result import VISIBLE_OFFSET_FRAMES
 from ..tasks import TASKS
 from .jobs import SAMPLES_DIR
 
@@ -50,7 +53,7 @@ def trust_line(loaded, pointer: bool = True) -> str:
     meta, data = loaded.meta, loaded.meta.data
     name = f"`{loaded.path.name}` ({meta.model_name})"
     if data.get("validity"):  # a statement written by whoever shipped the checkpoint
-        return f"**Checkpoint {name}:** {data['validity']}"
+        return f"**Checkpoint {name}:** {_pointed(data['validity'], pointer)}"
     sizes, source = data.get("sizes") or {}, data.get("source")
     if sizes:
         where = f" from `{Path(str(source)).name}`" if source else ""
@@ -69,13 +72,32 @@ def trust_line(loaded, pointer: bool = True) -> str:
     if ref:
         text += f"; percentiles against {ref}"
     return (f"**Checkpoint {name}:** {text}. Scores on other kinds of footage are not validated"
-            + (" (see the Model tab)." if pointer else "."))
+            + (f" {MODEL_TAB_POINTER}." if pointer else "."))
 
 
-def _percentile_text(score) -> str:
-    if score.percentile is None:
+MODEL_TAB_POINTER = "(see the Model tab)"
+
+
+def _pointed(validity: str, pointer: bool) -> str:
+    """A shipped validity statement with the pointer to the Model tab only where it helps
+    (checkpoints shipped so far end with it)."""
+    text = validity.strip()
+    bare = text.removesuffix(".").removesuffix(MODEL_TAB_POINTER).rstrip()
+    if bare == text.removesuffix("."):
+        return text
+    return f"{bare} {MODEL_TAB_POINTER}." if pointer else f"{bare}."
+
+
+def _reference(score) -> str:
+    text = score.reference_text
+    return f'<div class="tf-reference">{html.escape(text)}</div>' if text else ""
+
+
+def _note(score) -> str:
+    if not score.note:
         return ""
-    return f" &middot; above {score.percentile:.0f}% of reference clips"
+    kind = " tf-note-limit" if score.band_limit else ""
+    return f'<div class="tf-note{kind}">{html.escape(score.note)}</div>'
 
 
 def score_cards_html(result) -> str:
@@ -101,12 +123,12 @@ def score_cards_html(result) -> str:
             f'<div class="tf-label">{label}</div>'
             f'<div class="tf-value">{score.value:.2f}{spread}<span class="tf-range"> in '
             f'[{t.low:g}, {t.high:g}], {arrow}</span></div>'
-            f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}'
-            f'{_percentile_text(score)}</div>'
+            f'<div class="tf-mos">{score.mos:.1f} / 5 &middot; {score.band}</div>'
+            f'{_reference(score)}'
             f'<div class="tf-bar"><div style="width:{100 * score.unit:.0f}%;'
             f'background:{colour}"></div></div>'
             f'<div class="tf-meaning">{html.escape(t.description)}</div>'
-            f'{_why(result, score)}{extra}</div>')
+            f'{_note(score)}{_why(result, score)}{extra}</div>')
     banner = ""
     if result.out_of_distribution:
         banner = (f'<div class="tf-ood"><b>Out of the training distribution:</b> '
@@ -151,6 +173,38 @@ def signals_html(result) -> str:
             'as the best real recordings, 0 = worse than all of them)</summary><table><thead>'
             '<tr><th>signal</th><th>value</th><th>informs</th><th>standing</th><th>measures</th>'
             '</tr></thead><tbody>' + "".join(rows) + "</tbody></table></details>")
+
+
+def legend_html() -> str:
+    """How to read the cards: bands, the spread, sync confidence, percentiles and overall, from
+    the constants that decide them (`talkface.results`, `talkface.sync.result`)."""
+    bands = ", ".join(f"{name} &ge; {low:g}" if i == 0 else f"{name} &lt; {BANDS[i - 1][0]:g}"
+                      if i == len(BANDS) - 1 else f"{name} {low:g}-{BANDS[i - 1][0]:g}"
+                      for i, (low, name) in enumerate(BANDS))
+    offset_ms = 1000 * VISIBLE_OFFSET_FRAMES / FPS
+    items = [
+        ("Score, 1-5 and band", f"each score lies in its task's range (on the card); the 1-5 "
+         f"value maps that range onto 1 (worst) to 5 (best). Bands on the 1-5 scale: {bands}. "
+         f"The band follows from the score alone, except lip sync (below)."),
+        ("&plusmn; spread", "for an ensemble checkpoint: how much its members disagree (their "
+         "standard deviation, in the score's units). A wide spread means an uncertain score."),
+        ("Sync confidence", f"how clearly one audio offset fits best (median minus minimum of "
+         f"the audio-visual distance over offsets, as LSE-C). Below the sync estimator's own "
+         f"threshold, given beside the offset on the lip-sync card, the offset is not trusted "
+         f"and the lip-sync score rests on the mouth-audio match alone. "
+         f"A trusted offset of {VISIBLE_OFFSET_FRAMES} frames ({offset_ms:.0f} ms at "
+         f"{FPS:g} fps) or more is visible: lip sync then reads as at most good."),
+        ("Percentile", "&ldquo;better than N% of reference clips&rdquo;: the share of the "
+         "checkpoint's reference clips (named above the cards) that the same score beats, ties "
+         "counting half, N kept in 1-99; a score outside their range is marked beyond the best "
+         "(or worst) reference clip. It rises with the score, as the band does, but it is "
+         "relative: where most reference clips are good, a score in the excellent band can be "
+         "better than only a minority of them."),
+        ("Overall", html.escape(overall_note(None)) + "; without lip sync (no audio) it combines "
+         "the other two only and says so, and is not comparable with clips that have audio.")]
+    rows = "".join(f"<dt>{name}</dt><dd>{text}</dd>" for name, text in items)
+    return (f'<details class="tf-legend" open><summary>How to read the cards</summary>'
+            f'<dl>{rows}</dl></details>')
 
 
 def _sync_note(sync) -> str:
@@ -201,11 +255,13 @@ def thumbnails(result, path: str, k: int = 3) -> list[tuple[np.ndarray, str]]:
     return items
 
 
-def write_json(result, folder: Path) -> Path:
+def write_json(result: ScoreResult, folder: Path, name: str) -> Path:
     """The app's download: `ScoreResult.to_dict()`, the CLI's `score --json` schema plus the
-    per-frame detail."""
-    path = folder / f"{Path(result.file).stem}_talkface.json"
-    path.write_text(json.dumps(result.to_dict(), indent=1))
+    per-frame detail, with `file` the name the user knows the clip by (the uploaded file's base
+    name or the sample's), never the server's path to it."""
+    data = replace(result, file=Path(name).name).to_dict()
+    path = folder / f"{Path(name).stem}_talkface.json"
+    path.write_text(json.dumps(data, indent=1))
     return path
 
 
@@ -327,7 +383,7 @@ def _details(summary: str, body: str, open_: bool = False) -> str:
 
 def model_card_markdown(loaded, redact=lambda text: text) -> str:
     """The model card: what the checkpoint is and was trained on, then its tasks, features,
-    data, metrics (with N) and card text, each in a collapsed section."""
+    data, metrics (with N) and card text, each in a section of its own, the first open."""
     spec, meta = loaded.spec, loaded.meta
     tasks = markdown_table(["task", "label", "range", "better", "meaning"], (
         [t.name, t.label, f"[{t.low:g}, {t.high:g}]", "higher" if t.higher_is_better else "lower",
@@ -337,7 +393,7 @@ def model_card_markdown(loaded, redact=lambda text: text) -> str:
     return "\n".join([
         f"## Checkpoint `{loaded.path.name}` ({meta.model_name})", "",
         f"talkface {meta.talkface_version} &middot; {trust_line(loaded, False)}", "",
-        _details("Tasks", tasks),
+        _details("Tasks", tasks, open_=True),
         _details("Features", f"- {spec.describe()}\n- groups: {groups}\n- extractor: "
                  f"`{json.dumps(spec.extractor.meaning())}`"),
         _details("Training data", training_data_lines(meta.data) + "\n\nCommand: `"

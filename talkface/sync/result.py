@@ -18,6 +18,9 @@ import numpy as np
 from ..constants import FPS
 
 RELIABLE_CONFIDENCE = 1.0  # below this the estimated offset is not to be trusted (see the card)
+# a trusted offset this large (120 ms at 25 fps) is visible: ITU-R BT.1359 puts the threshold of
+# detection near 45 ms audio early and 125 ms audio late; lip sync then reads as at most "good"
+VISIBLE_OFFSET_FRAMES = 3
 
 
 @dataclass(frozen=True)
