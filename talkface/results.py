@@ -198,7 +198,7 @@ def no_face_message(name: str, info: Optional[dict] = None) -> str:
         largest = seen.get("small_face_px") or 0
         return (f"{head}: the faces seen were too small (the largest about {largest:.0f} px tall; "
                 f"talkface needs a face of at least about 32 pixels)")
-    if reason in ("turned", "held"):
+    if reason in ("turned", "unfitted"):
         return (f"{head}: a face was seen in {share:.0%} of frames but turned too far from the "
                 f"camera (or too unclear) for its landmarks to be fitted")
     if reason == "dark":

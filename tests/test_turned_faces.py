@@ -78,7 +78,7 @@ def test_a_profile_throughout_is_scored_with_a_warning_not_refused(extractor, re
                                                                    tmp_path):
     bundle = extractor.extract(_turned(real, points, tmp_path, "profile", -90))
     assert _tracked(bundle) >= 0.95 and bundle.valid.mean() >= 0.95
-    assert bundle.info["held"]["scored"]
+    assert bundle.info["unfitted"]["scored"]
     assert any("throughout" in w and "less reliable" in w for w in bundle.warnings)
 
 

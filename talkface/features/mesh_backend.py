@@ -242,13 +242,13 @@ class MeshSession(ClipSession):
     def _absence(self, tracks: list[Track], valid: np.ndarray) -> dict:
         """Why the frames without a scored face have none: 'none' (nothing detected, or a
         face-like region seen too briefly to be a face), 'small', 'turned' (a face the mesh
-        refused), 'dark', and 'held' (followed turned beyond the landmarks' range, not
+        refused), 'dark', and 'unfitted' (followed, but the mesh could not fit it: not
         scored)."""
         followed = set().union(*(t.points for t in tracks)) if tracks else set()
-        reasons = {"none": 0, "small": 0, "turned": 0, "dark": 0, "held": 0}
+        reasons = {"none": 0, "small": 0, "turned": 0, "dark": 0, "unfitted": 0}
         for i in np.flatnonzero(~valid):
             i = int(i)
-            reason = "held" if i in followed else self.tracker.absent.get(i, "none")
+            reason = "unfitted" if i in followed else self.tracker.absent.get(i, "none")
             reasons[reason] += 1
         return {"frames": int((~valid).sum()), "reasons": reasons,
                 "small_face_px": round(self.tracker.small_face_px, 1),
@@ -311,13 +311,13 @@ class MeshSession(ClipSession):
     def _info(self, tracks: list[Track], chosen: Optional[Track], reason: str,
               poses: np.ndarray) -> dict:
         info = {"tracks": [{"id": t.id, "first": min(t.points), "last": max(t.points),
-                            "frames": t.n_frames, "held": len(t.held),
+                            "frames": t.n_frames, "unfitted": len(t.held),
                             "height_px": round(t.mean_height(), 1)} for t in tracks],
                 "scored_track": None if chosen is None else chosen.id, "face_choice": reason,
                 "cuts": list(self.tracker.cuts), "frame_size": list(self.size or (0, 0))}
         if chosen is not None and chosen.held:
-            # followed beyond the landmarks' range: scored only where nothing else is
-            info["held"] = {"frames": len(chosen.held), "fraction": len(chosen.held) / self.n,
+            # followed where the mesh could not fit it: scored only where nothing else is
+            info["unfitted"] = {"frames": len(chosen.held), "fraction": len(chosen.held) / self.n,
                             "dark": len(chosen.held & self.tracker.dark_held),
                             "scored": not chosen.trusted()}
         if len(poses):
