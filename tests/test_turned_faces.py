@@ -134,3 +134,14 @@ def test_the_message_follows_the_most_common_reason(reasons, expected):
     message = no_face_message("clip.mp4", info)
     assert message.startswith("clip.mp4: no face was found in any frame") and expected in message
     assert ("32 pixels" in message) == (expected == "too small")
+
+
+def test_a_new_face_stage_revision_remakes_cached_features_but_keeps_checkpoints(extractor,
+                                                                                  monkeypatch):
+    """Cached bundles from before turned faces were followed are not reused; the spec (and so
+    every checkpoint's fingerprint) does not change."""
+    from talkface.features.mesh_backend import MeshBackend
+    key, fingerprint = extractor.cache_key(), extractor.spec.fingerprint
+    monkeypatch.setattr(MeshBackend, "revision", "1")
+    before = Extractor(identity_frames=0)
+    assert before.cache_key() != key and before.spec.fingerprint == fingerprint

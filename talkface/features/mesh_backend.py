@@ -98,6 +98,7 @@ class TrackData:
 class MeshBackend(VisualBackend):
     name = "mesh"
     version = "1"  # bump when a column's meaning changes (crop geometry, template, formulas)
+    revision = "2"  # 2: faces up to profile (held frames, the profile detector, wider regions)
     frame_kind = "native"
 
     def __init__(self, detect_every: int = 10, max_faces: int = 4, min_detection: float = 0.3,
@@ -120,7 +121,7 @@ class MeshBackend(VisualBackend):
     def library_versions(self) -> dict[str, str]:
         import ai_edge_litert
         return {"ai-edge-litert": getattr(ai_edge_litert, "__version__", "?"),
-                "opencv": cv2.__version__}
+                "opencv": cv2.__version__, "dlib": _dist_version("dlib-bin", "dlib")}
 
     def columns(self) -> list[tuple[str, list[str]]]:
         face = [f"{a}_{i:02d}" for a in ("face_x", "face_y") for i in range(len(FACE_POINTS))]
@@ -338,6 +339,18 @@ class MeshSession(ClipSession):
                                        for i in range(self.n)]
             info["identity_samples"] = self.data[chosen.id].chips  # replaced by the extractor
         return info
+
+
+def _dist_version(*names: str) -> str:
+    """An installed distribution's version, without importing it (dlib is imported only when
+    the profile detector is first needed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "?"
 
 
 def scored_frames(track: Track) -> list[int]:
