@@ -172,7 +172,7 @@ class Scorer:
             if isinstance(item, str):
                 results[i] = ScoreResult.failed(path, item)
             elif not item.valid.any():
-                results[i] = ScoreResult.failed(path, no_face_message(path))
+                results[i] = ScoreResult.failed(path, no_face_message(path, item.info))
             else:
                 self.spec.check_compatible(item.spec, "checkpoint", "features")
                 waiting.append((i, item))
@@ -189,7 +189,7 @@ class Scorer:
         """Run the model on already extracted bundles (through `talkface.predict.predict`)."""
         for bundle, name in zip(bundles, names):
             if not bundle.valid.any():
-                raise MediaError(no_face_message(name))
+                raise MediaError(no_face_message(name, bundle.info))
         clips = [ClipFeatures.from_bundle(b, n) for b, n in zip(bundles, names)]
         preds = predict(self.loaded.model, clips, batch_size=len(clips), device=self.device,
                         attention=True, calibration=self.calibration)

@@ -277,6 +277,24 @@ class ScoreResult:
         return cls(str(file), {}, (), {}, None, np.zeros(0, bool), 0.0, error=error)
 
 
-def no_face_message(name: str) -> str:
-    return (f"{Path(name).name}: no face was found in any frame, so the clip cannot be scored "
-            f"(talkface needs one visible face of at least about 32 pixels)")
+def no_face_message(name: str, info: Optional[dict] = None) -> str:
+    """Why a clip without a face cannot be scored, from what the face stage saw
+    (`info["no_face"]`: frames counted by reason): the most common reason among the frames, so a
+    size hint only where faces were seen and were too small."""
+    head = f"{Path(name).name}: no face was found in any frame, so the clip cannot be scored"
+    seen = (info or {}).get("no_face") or {}
+    reasons = {k: v for k, v in (seen.get("reasons") or {}).items() if v}
+    if not reasons:
+        return head
+    reason = max(reasons, key=lambda k: (reasons[k], k == "none"))
+    share = reasons[reason] / max(seen.get("frames") or sum(reasons.values()), 1)
+    if reason == "small":
+        largest = seen.get("small_face_px") or 0
+        return (f"{head}: the faces seen were too small (the largest about {largest:.0f} px tall; "
+                f"talkface needs a face of at least about 32 pixels)")
+    if reason in ("turned", "unfitted"):
+        return (f"{head}: a face was seen in {share:.0%} of frames but turned too far from the "
+                f"camera (or too unclear) for its landmarks to be fitted")
+    if reason == "dark":
+        return f"{head}: the picture is too dark to see a face in ({share:.0%} of frames)"
+    return head

@@ -15,6 +15,7 @@ Boxes and key points are returned in source pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -31,11 +32,13 @@ RIGHT_EYE, LEFT_EYE, NOSE, MOUTH, RIGHT_EAR, LEFT_EAR = range(6)
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: box (x0, y0, x1, y1) and key points (6, 2) in source pixels, score in [0, 1]."""
+    """One face: box (x0, y0, x1, y1) and key points (6, 2) in source pixels (None from a
+    detector without key points), score (BlazeFace's in [0, 1]) and which detector found it."""
 
     box: tuple[float, float, float, float]
-    keypoints: np.ndarray
+    keypoints: Optional[np.ndarray]
     score: float
+    detector: str = "blazeface"
 
     @property
     def height(self) -> float:
@@ -123,14 +126,16 @@ class FaceDetector:
                        .round().astype(int))
         return [(int(x), int(y), int(x) + side, int(y) + side) for y in ys for x in xs]
 
-    def detect(self, frame: NativeFrame, tiled: bool | None = None) -> list[Detection]:
-        """Faces in a frame. `tiled`: also search tiles (None: only when the whole-frame pass
-        finds nothing and the frame is large enough for tiles to see more)."""
+    def detect(self, frame: NativeFrame, tiled: bool | None = None,
+               tile_side: int = 480) -> list[Detection]:
+        """Faces in a frame. `tiled`: also search tiles of `tile_side` pixels (None: only when
+        the whole-frame pass finds nothing and the frame is large enough for tiles to see
+        more)."""
         results = [self._detect_region(frame, (0, 0, frame.width, frame.height))]
         big = max(frame.width, frame.height) > 1.5 * 480
         if tiled or (tiled is None and big and len(results[0][2]) == 0):
             results += [self._detect_region(frame, t)
-                        for t in self.tiles(frame.width, frame.height)]
+                        for t in self.tiles(frame.width, frame.height, tile_side)]
         boxes = np.concatenate([r[0] for r in results])
         if len(boxes) == 0:
             return []

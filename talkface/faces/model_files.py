@@ -4,8 +4,9 @@ Every model ships with talkface or inside a pip package, so nothing is downloade
 
 - MediaPipe's BlazeFace full-range detector and 468-point FaceMesh model (Apache-2.0), in
   `talkface/faces/weights/` (see the README there), run by `ai-edge-litert`.
-- dlib's 5- and 68-point shape predictors and its ResNet face descriptor, from
-  `face-recognition-models` (located without importing it: its __init__ needs pkg_resources).
+- dlib's 5- and 68-point shape predictors, its ResNet face descriptor and its CNN (MMOD) face
+  detector, from `face-recognition-models` (located without importing it: its __init__ needs
+  pkg_resources).
 
 A TFLite interpreter must not be invoked from two threads at once, so `TFLiteModel` keeps one per
 thread: a `Scorer` can then serve several threads without a lock.

@@ -71,10 +71,16 @@ class ClipSession:
 class VisualBackend:
     """Subclasses set `name`, `version` and `frame_kind` ("rgb": frames downscaled to the
     extractor's max_side, as (H, W, 3) uint8; "native": `talkface.media.NativeFrame`s at the
-    source resolution) and implement `options`, `columns` and `start`."""
+    source resolution) and implement `options`, `columns` and `start`.
+
+    `version` changes when a column's meaning does (it is part of the FeatureSpec, so checkpoints
+    made before are refused); `revision` when only which frames get a face does (a face found
+    where none was): it keys the feature cache, so cached bundles are made again, and leaves
+    checkpoints alone."""
 
     name: str = ""
     version: str = "0"
+    revision: str = "0"
     frame_kind: str = "rgb"
 
     def options(self) -> dict:

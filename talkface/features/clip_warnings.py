@@ -31,6 +31,14 @@ def clip_warnings(info: media.MediaInfo, out: dict, max_seconds: float) -> list[
                         f"({out.get('face_choice')})")
     elif out["max_faces"] > 1 and not tracks:
         warnings.append(f"{out['max_faces']} faces seen; the largest one was scored")
+    unfitted = out.get("unfitted") or {}
+    why = "too dark" if unfitted.get("dark", 0) > unfitted.get("frames", 0) / 2 else \
+        "turned beyond the range where landmarks can be fitted (profile or strong tilt)"
+    if unfitted.get("scored"):
+        warnings.append(f"face {why} throughout: scored on unfitted landmarks, less reliable")
+    elif unfitted.get("fraction", 0.0) >= 0.05:
+        warnings.append(f"face {why} in {unfitted['fraction']:.0%} of frames: those frames are "
+                        f"not scored")
     pose = out.get("pose") or {}
     if pose.get("profile_fraction", 0.0) >= 0.05:
         warnings.append(f"face in profile (|yaw| > {pose['profile_yaw']:g} degrees) for "

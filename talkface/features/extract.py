@@ -194,7 +194,8 @@ class Extractor:
     def cache_key(self, face: Optional[int] = None) -> str:
         """Hash of every setting that changes a bundle (without running the backend)."""
         blob = json.dumps({"config": self.config.model_dump(), "version": self.backend.version,
-                           "bundle": BUNDLE_FORMAT, "face": face,
+                           "revision": self.backend.revision, "bundle": BUNDLE_FORMAT,
+                           "face": face,
                            "sync": self.spec.sync_version,
                            "audio": audio_config(self.fps, self.config.sample_rate)},
                           sort_keys=True)

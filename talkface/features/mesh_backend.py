@@ -13,6 +13,16 @@ move with the speech (a `choose` callback from the extractor, which owns the aud
 model), else the largest. Its landmarks are frontalised (`talkface.faces.pose`): pose and size are
 removed, so a mouth shape means the same at any head angle; yaw, pitch and roll are columns.
 
+Faces turned beyond the mesh's range (profile, strong tilt) are followed by the detectors
+(`FaceTracker`'s held frames, found by dlib's profile-capable detector where BlazeFace gives up).
+Their landmarks are not trusted, so they are scored only where a clip has nothing else: a clip
+with mesh-fitted frames is scored on those (the held ones are missing frames, as before, with a
+warning), a clip turned away throughout is scored on the held frames, with a warning, instead of
+being refused. Frames scored before this keep their features; the profile detector runs only
+where BlazeFace found no usable face, so it is always on and not an option (an option would be a
+setting of the spec and change every checkpoint's fingerprint). Why frames have no face (nothing
+seen, too small, turned away, too dark) is counted in `info["no_face"]` for the user's message.
+
 Columns: `landmarks` (48 points of the iBUG 68 layout outside the mouth, pose-free x and y in
 inter-ocular distances), `lips` (FaceMesh's 40 lip points, same units), `geometry`, `motion`,
 `face_stats`, `mouth_stats`.
@@ -30,7 +40,8 @@ from ..faces.detect import FaceDetector
 from ..faces.mesh import (CHIN, LIPS, LOWER_LIP_INNER, MESH_TO_68, NOSE_TIP, UPPER_LIP_INNER,
                           FaceMesh)
 from ..faces.pose import eye_aspect_ratio, eye_centres, frontalise
-from ..faces.track import FaceTracker, Track
+from ..faces.profile import ProfileDetector
+from ..faces.track import DARK_LUMA, FaceTracker, Track
 from ..media import NativeFrame
 from .base import ClipSession, VisualBackend, VisualResult, register_backend
 from ..measures import sharpness
@@ -46,6 +57,17 @@ MOTION = ["landmark_velocity", "mouth_velocity", "head_velocity", "face_shift", 
 
 
 @dataclass
+class Previous:
+    """The previous frame's crops of one face, for frame differences."""
+
+    face: Optional[np.ndarray] = None
+    mouth: Optional[np.ndarray] = None
+    index: int = -2
+    matrix: Optional[np.ndarray] = None
+    luma: Optional[np.ndarray] = None
+
+
+@dataclass
 class TrackData:
     """What a session keeps per face track while the clip plays (frames are not kept)."""
 
@@ -53,9 +75,6 @@ class TrackData:
     mouths: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (48, 96) uint8
     chips: dict[int, tuple] = field(default_factory=dict)  # frame -> (frame, eyes, iod) samples
     sampled: set = field(default_factory=set)  # sample points already served
-    prev_face: Optional[np.ndarray] = None
-    prev_mouth: Optional[np.ndarray] = None
-    prev_index: int = -2
     # frame -> how much the face region changed since the previous frame, both cut with the
     # previous frame's crop (tracking jitter cannot make a repeated frame differ): the 99.5th
     # percentile of |luma difference| (a moving mouth alone counts as movement) over that of the
@@ -63,14 +82,23 @@ class TrackData:
     repeat: dict[int, float] = field(default_factory=dict)
     # frame -> sharpness of the face crop's upper half (eyes, brows): the mouth's reference
     upper: dict[int, float] = field(default_factory=dict)
-    prev_matrix: Optional[np.ndarray] = None
-    prev_luma: Optional[np.ndarray] = None
+    # fitted and held frames are differenced within their own kind, so a held frame between two
+    # fitted ones leaves the fitted frames' columns as they were without it
+    fitted: Previous = field(default_factory=Previous)
+    held: Previous = field(default_factory=Previous)
+
+    def keep_only(self, frames: set) -> None:
+        """Forget frames the tracker took back (carried past a face's last detection)."""
+        for table in (self.stats, self.mouths, self.chips, self.repeat, self.upper):
+            for i in [i for i in table if i not in frames]:
+                del table[i]
 
 
 @register_backend("mesh")
 class MeshBackend(VisualBackend):
     name = "mesh"
     version = "1"  # bump when a column's meaning changes (crop geometry, template, formulas)
+    revision = "2"  # 2: faces up to profile (held frames, the profile detector, wider regions)
     frame_kind = "native"
 
     def __init__(self, detect_every: int = 10, max_faces: int = 4, min_detection: float = 0.3,
@@ -79,6 +107,7 @@ class MeshBackend(VisualBackend):
         # the detector may be permissive: a track starts only where the mesh confirms a face
         self.detector = FaceDetector(min_score=min_detection)
         self.mesh = FaceMesh()
+        self.profile_detector = ProfileDetector()  # loads its network on first use
         self.detect_every, self.max_faces = int(detect_every), int(max_faces)
         self.min_detection = float(min_detection)
         self.start_presence, self.keep_presence = float(start_presence), float(keep_presence)
@@ -92,7 +121,7 @@ class MeshBackend(VisualBackend):
     def library_versions(self) -> dict[str, str]:
         import ai_edge_litert
         return {"ai-edge-litert": getattr(ai_edge_litert, "__version__", "?"),
-                "opencv": cv2.__version__}
+                "opencv": cv2.__version__, "dlib": _dist_version("dlib-bin", "dlib")}
 
     def columns(self) -> list[tuple[str, list[str]]]:
         face = [f"{a}_{i:02d}" for a in ("face_x", "face_y") for i in range(len(FACE_POINTS))]
@@ -113,7 +142,7 @@ class MeshSession(ClipSession):
         self.backend = backend
         self.tracker = FaceTracker(backend.detector, backend.mesh, backend.detect_every,
                                    backend.max_faces, backend.start_presence,
-                                   backend.keep_presence)
+                                   backend.keep_presence, fallback=backend.profile_detector)
         self.data: dict[int, TrackData] = {}
         self.n = 0
         self.held: list[int] = []  # frames that show the previous source frame again (resampling)
@@ -129,9 +158,10 @@ class MeshSession(ClipSession):
         self._last_frame = frame
         for track in self.tracker.update(frame, index):
             data = self.data.setdefault(track.id, TrackData())
-            self._crops(frame, index, track.points[index], data)
+            self._crops(frame, index, track.points[index], data, index in track.held)
 
-    def _crops(self, frame: NativeFrame, index: int, points: np.ndarray, d: TrackData) -> None:
+    def _crops(self, frame: NativeFrame, index: int, points: np.ndarray, d: TrackData,
+               held: bool = False) -> None:
         right, left = eye_centres(points)
         iod = float(np.linalg.norm(left - right))  # 3D: does not shrink when the head turns
         fm = crops.face_matrix(right[:2], left[:2], iod)
@@ -140,35 +170,42 @@ class MeshSession(ClipSession):
         mouth_rgb = frame.warp(mm, crops.MOUTH_SIZE)
         face_gray = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
         mouth_gray = cv2.cvtColor(mouth_rgb, cv2.COLOR_RGB2GRAY)
-        if d.prev_index != index - 1:
-            d.prev_face = d.prev_mouth = None  # no frame difference across a gap
+        prev = d.held if held else d.fitted
+        if prev.index != index - 1:
+            prev.face = prev.mouth = None  # no frame difference across a gap
         face_row = stats_row(face_gray, face_rgb, _coded(frame, fm, (crops.FACE_SIZE,) * 2),
-                             d.prev_face)
+                             prev.face)
         mouth_f = mouth_gray.astype(np.float32)
         mouth_row = stats_row(mouth_f, mouth_rgb, _coded(frame, mm, crops.MOUTH_SIZE),
-                              d.prev_mouth)
+                              prev.mouth)
         d.stats[index] = np.concatenate([face_row, mouth_row])
         d.upper[index] = sharpness(face_gray[:crops.FACE_SIZE // 2])
-        self._repeat(frame, index, fm, d)
+        self._repeat(frame, index, fm, d, prev)
         d.mouths[index] = mouth_gray
-        d.prev_face, d.prev_mouth, d.prev_index = face_gray, mouth_f, index
+        prev.face, prev.mouth, prev.index = face_gray, mouth_f, index
         due = {s for s in self.samples if s <= index} - d.sampled
-        if due:  # the first frame of this face at or after a sample point
+        # the first frame of this face at or after a sample point (not a held face: its crop is
+        # cut by unfitted landmarks)
+        if due and not held:
             d.sampled |= due
             d.chips[index] = (frame, right[:2], left[:2], iod)
 
     @staticmethod
-    def _repeat(frame: NativeFrame, index: int, fm: np.ndarray, d: TrackData) -> None:
+    def _repeat(frame: NativeFrame, index: int, fm: np.ndarray, d: TrackData,
+                prev: Previous) -> None:
         size = (crops.FACE_SIZE, crops.FACE_SIZE)
-        if d.prev_matrix is not None and d.prev_index == index - 1:
-            still = frame.warp_gray(d.prev_matrix, size).astype(np.float32)
-            d.repeat[index] = relative_change(d.prev_luma, still)
-        d.prev_matrix = fm
-        d.prev_luma = frame.warp_gray(fm, size).astype(np.float32)
+        if prev.matrix is not None and prev.index == index - 1:
+            still = frame.warp_gray(prev.matrix, size).astype(np.float32)
+            d.repeat[index] = relative_change(prev.luma, still)
+        prev.matrix = fm
+        prev.luma = frame.warp_gray(fm, size).astype(np.float32)
 
     def finish(self, audio: Optional[np.ndarray] = None, choose: Optional[Callable] = None,
                face: Optional[int] = None) -> VisualResult:
         tracks = self.tracker.faces()
+        for t in self.tracker.tracks:
+            if t.id in self.data:
+                self.data[t.id].keep_only(set(t.points))
         for t in tracks:  # pieces of one face split by a cut: one track, one set of crops
             for other in t.joined:
                 mine, theirs = self.data[t.id], self.data.pop(other)
@@ -192,7 +229,7 @@ class MeshSession(ClipSession):
         poses = []
         if chosen is not None:
             data, prev = self.data[chosen.id], None
-            for i in sorted(chosen.points):
+            for i in scored_frames(chosen):
                 row, pose, front = self._row(chosen, i, data, prev if prev and prev[0] == i - 1
                                              else None)
                 values[i], valid[i], boxes[i] = row, True, chosen.box(i)
@@ -200,7 +237,23 @@ class MeshSession(ClipSession):
                 poses.append(pose)
                 prev = (i, front, pose, row)
         info = self._info(tracks, chosen, reason, np.array(poses).reshape(-1, 3))
+        info["no_face"] = self._absence(tracks, valid)
         return VisualResult(values, valid, boxes, counts, lips, mouths, info)
+
+    def _absence(self, tracks: list[Track], valid: np.ndarray) -> dict:
+        """Why the frames without a scored face have none: 'none' (nothing detected, or a
+        face-like region seen too briefly to be a face), 'small', 'turned' (a face the mesh
+        refused), 'dark', and 'unfitted' (followed, but the mesh could not fit it: not
+        scored)."""
+        followed = set().union(*(t.points for t in tracks)) if tracks else set()
+        reasons = {"none": 0, "small": 0, "turned": 0, "dark": 0, "unfitted": 0}
+        for i in np.flatnonzero(~valid):
+            i = int(i)
+            reason = "unfitted" if i in followed else self.tracker.absent.get(i, "none")
+            reasons[reason] += 1
+        return {"frames": int((~valid).sum()), "reasons": reasons,
+                "small_face_px": round(self.tracker.small_face_px, 1),
+                "dark_luma": DARK_LUMA}
 
     def _choose(self, tracks: list[Track], audio, choose, face) -> tuple[Optional[Track], str]:
         if not tracks:
@@ -227,8 +280,8 @@ class MeshSession(ClipSession):
         lips = np.full((self.n, len(LIPS), 2), np.nan, np.float32)
         mouths = np.zeros((self.n, crops.MOUTH_SIZE[1], crops.MOUTH_SIZE[0]), np.uint8)
         data = self.data[track.id]
-        for i, pts in track.points.items():
-            lips[i] = frontalise(pts)[0][LIPS, :2]
+        for i in scored_frames(track):
+            lips[i] = frontalise(track.points[i])[0][LIPS, :2]
             mouths[i] = data.mouths[i]
         return lips, mouths
 
@@ -259,10 +312,15 @@ class MeshSession(ClipSession):
     def _info(self, tracks: list[Track], chosen: Optional[Track], reason: str,
               poses: np.ndarray) -> dict:
         info = {"tracks": [{"id": t.id, "first": min(t.points), "last": max(t.points),
-                            "frames": t.n_frames, "height_px": round(t.mean_height(), 1)}
-                           for t in tracks],
+                            "frames": t.n_frames, "unfitted": len(t.held),
+                            "height_px": round(t.mean_height(), 1)} for t in tracks],
                 "scored_track": None if chosen is None else chosen.id, "face_choice": reason,
                 "cuts": list(self.tracker.cuts), "frame_size": list(self.size or (0, 0))}
+        if chosen is not None and chosen.held:
+            # followed where the mesh could not fit it: scored only where nothing else is
+            info["unfitted"] = {"frames": len(chosen.held), "fraction": len(chosen.held) / self.n,
+                            "dark": len(chosen.held & self.tracker.dark_held),
+                            "scored": not chosen.trusted()}
         if len(poses):
             profile = np.abs(poses[:, 0]) > self.backend.profile_yaw
             info["pose"] = {"yaw_median": float(np.median(poses[:, 0])),
@@ -281,6 +339,24 @@ class MeshSession(ClipSession):
                                        for i in range(self.n)]
             info["identity_samples"] = self.data[chosen.id].chips  # replaced by the extractor
         return info
+
+
+def _dist_version(*names: str) -> str:
+    """An installed distribution's version, without importing it (dlib is imported only when
+    the profile detector is first needed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "?"
+
+
+def scored_frames(track: Track) -> list[int]:
+    """The frames of a track that are scored: those the mesh fitted, or, where it fitted none
+    (a face turned away throughout), the held ones."""
+    return sorted(track.trusted() or track.points)
 
 
 def relative_change(before: np.ndarray, after: np.ndarray) -> float:
