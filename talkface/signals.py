@@ -33,7 +33,9 @@ from .constants import FPS
 from .measures import FREEZE_DIFF, highpass, speech_mask
 
 Direction = Literal["higher", "lower", "typical"]  # "typical": far from real people either way
-FACE_IOD_PX = 40.0  # inter-ocular distance in the canonical face crop (crops.FACE_SIZE * FACE_IOD)
+# inter-ocular distance in the canonical face crop: crops.FACE_SIZE * FACE_IOD = 40.3, rounded to
+# the value the shipped signal reference was measured with
+FACE_IOD_PX = 40.0
 BOX_PER_IOD = 2.6  # a detected face box is about this many inter-ocular distances tall
 REPEAT_DIFF = 0.07  # change (differences over edges, `repeat_diff`) below which a frame repeats...
 REPEAT_RELATIVE = 0.5  # ...and below this share of the motion around it (90th pct. within
