@@ -195,3 +195,23 @@ def test_the_model_card_opens_its_first_section(tmp_path):
     sections = card.split("<details")[1:]
     assert sections[0].startswith(" open><summary>Tasks")
     assert all(s.startswith("><summary>") for s in sections[1:])
+
+
+def test_a_preview_for_a_clip_the_page_replaced_does_not_overwrite_it():
+    """The Score tab's previews finish after the scores; if the page has moved on (another clip
+    scored, an upload cleared or replaced), the late preview must leave the page alone."""
+    from types import SimpleNamespace
+
+    from talkface.app.tabs import PageClips
+    pages = PageClips(limit=2)
+    one, two = SimpleNamespace(session_hash="a"), SimpleNamespace(session_hash="b")
+    first = pages.new(one)
+    assert pages.is_current(one, first)
+    pages.show(one, None)  # the page was cleared (an upload, a new sample, an error)
+    assert not pages.is_current(one, first)
+    second = pages.new(one)
+    assert pages.is_current(one, second) and not pages.is_current(one, first)
+    other = pages.new(two)
+    assert pages.is_current(two, other) and pages.is_current(one, second)  # pages are separate
+    pages.new(SimpleNamespace(session_hash="c"))  # over the limit: the oldest page is forgotten
+    assert not pages.is_current(one, second)

@@ -7,7 +7,11 @@ or a bare "Error" badge. Progress is drawn once, on the status line.
 """
 from __future__ import annotations
 
+import threading
+import uuid
+from collections import OrderedDict
 from pathlib import Path
+from typing import Optional
 
 import gradio as gr
 
@@ -92,55 +96,66 @@ def score_tab(state: AppState) -> None:
     results = [cards, notes, preview, download, radar, heatmap, sync, cross, gallery]
     outputs = [status, trust, *results, scored]
 
-    def cleared(message: str, kind: str = "info") -> tuple:
+    shown = PageClips()  # what each open page shows, so a late preview cannot overwrite it
+
+    def cleared(message: str, kind: str = "info", request: gr.Request = None) -> tuple:
+        shown.show(request, None)
         return (status_html(message, kind), gr.update(), *[None] * len(results), None)
 
-    def score(upload, picked, which, progress=gr.Progress()):
+    def score(upload, picked, which, request: gr.Request, progress=gr.Progress()):
         try:
             path, kind, name = chosen_clip(state, upload, picked, which)
-            yield cleared(f"Scoring {name}...", "busy")
+            yield cleared(f"Scoring {name}...", "busy", request)
             result = state.score(path, progress=lambda done, total, what: progress(
                 (done, total), desc="extracting features", unit="frames"))
             progress(1.0, desc="drawing")
             folder = state.request_folder()
-            clip = {"path": path, "name": name, "kind": kind}
+            clip = {"path": path, "name": name, "kind": kind, "id": shown.new(request)}
             yield (status_html(scored_text(clip, "the preview follows"), "ok"),
                    _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
                    None, str(views.write_json(result, folder, name)), plots.result_radar(result),
                    plots.attention_heatmap(result), plots.sync_plot(result.sync),
                    plots.cross_matrix(result), views.thumbnails(result, path), clip)
         except Exception as err:  # the message stays on the page; nothing stale beside it
-            yield cleared(failure_text(err, state.redact, "score"), "error")
+            yield cleared(failure_text(err, state.redact, "score"), "error", request)
 
-    def make_preview(clip):
+    def make_preview(clip, request: gr.Request):
         if not clip:
             return gr.update(), None
         try:
             made = write_preview(state.score(clip["path"]), clip["path"], state.request_folder())
         except Exception as err:  # a preview failing must not hide the scores
             failure_text(err, state.redact, "preview")
-            return status_html(scored_text(clip, "no preview could be made"), "ok"), None
-        return status_html(scored_text(clip), "ok"), str(made)
+            made, then = None, "no preview could be made"
+        else:
+            then = ""
+        if not shown.is_current(request, clip["id"]):  # the page moved on meanwhile
+            return gr.update(), gr.update()
+        return status_html(scored_text(clip, then), "ok"), None if made is None else str(made)
 
-    def picked_upload(upload, picked):
+    def picked_upload(upload, picked, request: gr.Request):
         name = Path(upload).name if upload else None
         return ("upload" if upload else ("sample" if picked else None),
                 views.source_line("upload" if upload else None, name),
-                *cleared("New clip chosen: press Score." if upload else ""))
+                *cleared("New clip chosen: press Score." if upload else "", request=request))
 
-    def picked_sample(picked):
+    def picked_sample(picked, request: gr.Request):
         return ("sample" if picked else None, views.source_line("sample", picked),
-                *cleared("New sample chosen: press Score." if picked else ""))
+                *cleared("New sample chosen: press Score." if picked else "", request=request))
 
-    def switched(which, upload, picked):
+    def switched(which, upload, picked, request: gr.Request):
         name = (Path(upload).name if upload else None) if which == "upload" else picked
-        return (views.source_line(which, name), *cleared(""))
+        return (views.source_line(which, name), *cleared("", request=request))
+
+    def upload_cleared(picked, request: gr.Request):
+        if picked:
+            return picked_sample(picked, request)
+        return (None, views.source_line(None, None), *cleared("", request=request))
 
     video.upload(picked_upload, [video, sample], [source, chosen, *outputs], queue=False,
                  api_visibility="private")
-    video.clear(lambda picked: picked_sample(picked) if picked else
-                (None, views.source_line(None, None), *cleared("")), sample,
-                [source, chosen, *outputs], queue=False, api_visibility="private")
+    video.clear(upload_cleared, sample, [source, chosen, *outputs], queue=False,
+                api_visibility="private")
     sample.input(picked_sample, sample, [source, chosen, *outputs], queue=False,
                  api_visibility="private")
     source.input(switched, [source, video, sample], [chosen, *outputs], queue=False,
@@ -150,6 +165,39 @@ def score_tab(state: AppState) -> None:
                  show_progress_on=[status]).then(
         make_preview, scored, [status, preview], concurrency_id="scorer",
         concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+
+
+class PageClips:
+    """Which scored clip each open page shows (by Gradio session, the most recent pages only):
+    a preview made for a clip the page has since replaced or cleared must not write over it."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._shown: OrderedDict[str, Optional[str]] = OrderedDict()
+        self._lock, self._limit = threading.Lock(), limit
+
+    @staticmethod
+    def _page(request) -> Optional[str]:
+        return getattr(request, "session_hash", None)
+
+    def show(self, request, clip_id: Optional[str]) -> None:
+        page = self._page(request)
+        if page is None:
+            return
+        with self._lock:
+            self._shown[page] = clip_id
+            self._shown.move_to_end(page)
+            while len(self._shown) > self._limit:
+                self._shown.popitem(last=False)
+
+    def new(self, request) -> str:
+        clip_id = uuid.uuid4().hex
+        self.show(request, clip_id)
+        return clip_id
+
+    def is_current(self, request, clip_id: str) -> bool:
+        page = self._page(request)
+        with self._lock:
+            return page is None or self._shown.get(page) == clip_id
 
 
 def scored_text(clip: dict, then: str = "") -> str:
