@@ -199,3 +199,69 @@ def test_a_pasted_low_resolution_mouth_lowers_mouth_detail(tmp_path, extractor, 
     pasted = degrade.paste_lowres(source.frames, boxes[:len(source.frames)], 2.0)
     mouth = _signals(tmp_path, extractor, source, pasted, "pasted")
     assert mouth["mouth_detail"] < clean["mouth_detail"] - 0.5
+
+
+@pytest.mark.slow
+def test_a_pasted_mouth_of_the_wrong_colour_and_a_jittering_one(tmp_path, extractor, source,
+                                                                 clean, face_video):
+    bundle = extractor.extract(face_video)
+    boxes = np.array([b if b else [np.nan] * 4 for b in bundle.info["boxes"]], float)
+    boxes = boxes[:len(source.frames)] * source.frames.shape[2] / bundle.info["width"]
+    rng = np.random.default_rng(0)
+    tinted = _signals(tmp_path, extractor, source,
+                      degrade.colour_mismatch(source.frames, boxes, 0.3, rng), "tinted")
+    jittering = _signals(tmp_path, extractor, source,
+                         degrade.region_jitter(source.frames, boxes, 6.0, rng, 2.0), "jitter")
+    assert tinted["colour_step"] > 1.25 * clean["colour_step"]  # the mouth region stands out
+    assert jittering["mouth_jitter"] > 1.5 * clean["mouth_jitter"]
+    assert jittering["head_jitter"] < 2 * clean["head_jitter"] + 1e-3  # the head stays put
+
+
+@pytest.mark.slow
+def test_a_frozen_picture_has_no_head_motion(tmp_path, extractor, source,
+                                                                  clean):
+    still = _signals(tmp_path, extractor, source, np.repeat(source.frames[:1], len(source.frames),
+                                                            0), "still")
+    assert clean["head_motion"] > 0.2 and still["head_motion"] < 0.5 * clean["head_motion"]
+    assert still["freeze_share"] > 0.9  # a still picture throughout: every frame repeats
+
+
+def _bundle(ear: np.ndarray, consistency: float = 0.99):
+    """A FeatureBundle with eye-aspect-ratio columns and an identity entry, nothing else."""
+    from talkface.features.extract import FeatureBundle
+    from tests.helpers import make_spec
+    spec = make_spec(2, 1).model_copy(update={"visual_names": ("ear_right", "ear_left")})
+    visual = np.stack([ear, ear], 1).astype(np.float32)
+    return FeatureBundle(visual, np.zeros((len(ear), 1), np.float32), np.ones(len(ear), bool),
+                         spec, {"identity": {"consistency": consistency}})
+
+
+def test_a_mouth_that_stops_while_the_speech_goes_on_stalls():
+    from talkface.features.extract import FeatureBundle
+    from talkface.signals import mouth_stall
+    from tests.helpers import make_spec
+    n = 100
+    spec = make_spec(1, 1).model_copy(update={"visual_names": ("mouth_velocity",),
+                                              "audio_names": ("log_rms",)})
+    moving = np.where(np.arange(n) % 2, 0.03, -0.03)  # the lip gap changes every frame
+    stalled = moving.copy()
+    stalled[40:70] = 0.0  # 1.2 s of still lips
+    speech = np.full((n, 1), -20.0, np.float32)  # loud throughout (dB)
+
+    def stall(mouth, audio=speech):
+        return mouth_stall(FeatureBundle(mouth[:, None].astype(np.float32), audio,
+                                         np.ones(n, bool), spec, {}))
+    assert stall(moving) == 0.0
+    assert stall(stalled) == pytest.approx(0.3)
+    assert stall(stalled, np.full((n, 1), -100.0, np.float32)) is None  # no speech: no verdict
+
+
+def test_blinks_are_counted_from_dips_of_the_eyes_and_identity_drift_from_the_descriptors():
+    from talkface.signals import blink_rate, identity_drift
+    open_eyes = np.full(250, 0.26) + np.random.default_rng(0).normal(0, 0.002, 250)  # 10 s
+    blinking = open_eyes.copy()
+    for start in (30, 100, 170, 230):  # four blinks of 3 frames, the lids closing part way
+        blinking[start:start + 3] = 0.21
+    assert blink_rate(_bundle(open_eyes)) == 0.0
+    assert blink_rate(_bundle(blinking)) == pytest.approx(24.0)  # 4 in 10 s
+    assert identity_drift(_bundle(open_eyes, 0.6)) == pytest.approx(0.4)
