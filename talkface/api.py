@@ -36,7 +36,7 @@ from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
 from .predict import ClipFeatures, predict
 from .results import (ScoreResult, SignalValue, TaskScore, in_context, no_face_message,
                       task_score)
-from .signals import explain, measure_signals
+from .signals import explain
 from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
 from .sync.correlation import correlation_sync
 from .sync.result import SyncResult
@@ -198,9 +198,10 @@ class Scorer:
     def _result(self, bundle: FeatureBundle, name: str, clip: ClipFeatures, pred) -> ScoreResult:
         from .calibration import clip_summary
         cal = self.calibration
-        signals = {name: SignalValue(name, value, cal.signal_percentile(name, value))
-                   for name, value in measure_signals(bundle).items()}
-        standings = {name: s.standing for name, s in signals.items()}
+        # the clip's signals were measured once, when its features became a ClipFeatures
+        signals = {signal: SignalValue(signal, value, cal.signal_percentile(signal, value))
+                   for signal, value in clip.signals.items()}
+        standings = {signal: s.standing for signal, s in signals.items()}
         tasks = {}
         for t in self.tasks:
             spread = pred.spread.get(t.name)

@@ -4,8 +4,8 @@ The Scorer, training's validation, `train.evaluate`, `train.compare`, `train.shi
 all call `predict`, so every number on a model card is a number a user gets (as nanoGPT evaluates
 with its training script's own code). Scores are clipped into each task's range (the `original`
 model's linear heads are unbounded) and set to NaN where a task cannot be judged for that clip
-(`ClipFeatures.unjudged`, from the features: lip sync without audio or without speech). Nothing here
-imports the feature extractor: predict sees arrays and a model.
+(`ClipFeatures.unjudged`, from the features: lip sync without audio or without speech).
+Nothing here imports the feature extractor: predict sees arrays and a model.
 """
 from __future__ import annotations
 
