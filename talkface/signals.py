@@ -101,13 +101,18 @@ def resolution_loss(iod_px: Optional[float]) -> float:
 
 # --- visual -----------------------------------------------------------------------------------
 
+def face_sharpness(bundle) -> Optional[float]:
+    """Median sharpness of the canonical face crop (log Laplacian energy) as it looks: a face
+    smaller than the crop is enlarged into it and reads soft."""
+    s = _column(bundle, "face_sharpness")
+    return float(np.median(s)) if _enough(s) else None
+
+
 def face_detail(bundle) -> Optional[float]:
     """Median face-crop sharpness plus what the source's resolution alone takes away: a soft or
     blurred face reads low, a small but sharp face does not."""
-    s = _column(bundle, "face_sharpness")
-    if not _enough(s):
-        return None
-    return float(np.median(s) + resolution_loss(native_iod(bundle)))
+    s = face_sharpness(bundle)
+    return None if s is None else s + resolution_loss(native_iod(bundle))
 
 
 def _info_series(bundle, key: str) -> Optional[np.ndarray]:

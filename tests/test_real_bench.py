@@ -161,3 +161,39 @@ def test_new_factors_lower_only_their_own_task():
         assert out[f.task] == pytest.approx(0.5, abs=1e-6)
         others = {"visual_quality", "temporal_quality"} - {f.task}
         assert all(out[t] == clean[t] for t in others) and out["lip_sync"] == clean["lip_sync"]
+
+
+def test_source_quality_terms():
+    from talkface.synth.sources import source_quality
+    anchors = {"sharpness": 5.0}
+    assert source_quality({"sharpness": 5.5}, anchors) == 1.0  # at least as sharp
+    soft = source_quality({"sharpness": 4.0}, anchors)
+    softer = source_quality({"sharpness": 3.0}, anchors)
+    assert 1.0 > soft > softer > 0
+    assert source_quality({"sharpness": None}, anchors) == 1.0  # unmeasured
+
+
+@pytest.mark.slow
+def test_rated_sources_rank_a_soft_recording_below_a_sharp_one(footage, tmp_path):
+    """A benchmark whose sources include a blurred copy of a clean recording: rating the
+    sources labels the blurred source's clean segment below the sharp one's, keeps every
+    family's order and the lip-sync labels, and gives the same labels when run again."""
+    from talkface.synth.real import build_from_real
+    from talkface.synth.sources import RATED_LABEL_VERSION, rate_sources
+    out = tmp_path / "bench"
+    before = pd.read_csv(build_from_real(footage, out, seed=3, segments=1, seconds=1.0,
+                                         steps=1, progress=False,
+                                         factors=["blur_sigma", "noise_sigma"]))
+    rated = pd.read_csv(rate_sources(out, progress=False))
+    assert (rated["label_version"] == RATED_LABEL_VERSION).all()
+    clean = rated[rated["condition"] == "clean"].set_index("source")
+    assert clean.loc["03_blur.mp4", "visual_quality"] < clean.loc["00_clean.mp4",
+                                                                  "visual_quality"]
+    assert clean["visual_quality"].max() == pytest.approx(1.0)
+    for _, family in rated.groupby(["source", "start_s"]):
+        assert family["visual_quality"].max() == family.loc[
+            family["condition"] == "clean", "visual_quality"].iloc[0]
+    np.testing.assert_allclose(rated["lip_sync"], before["lip_sync"])
+    again = pd.read_csv(rate_sources(out, progress=False))
+    np.testing.assert_allclose(again["visual_quality"], rated["visual_quality"])
+    assert (out / "sources.json").exists()

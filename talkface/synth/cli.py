@@ -50,6 +50,9 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--factors", default="", metavar="A,B",
                    help="--from-real: only these factors (e.g. the lip-sync ones: "
                         "offset_frames,other_speaker,mouth_time,frozen_lower); default: all")
+    p.add_argument("--rate-sources", dest="rate_sources", default=None, metavar="BENCH",
+                   help="rate each source of a --from-real benchmark by its clean clip and "
+                        "relabel visual quality (talkface.synth.sources); nothing is built")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -64,6 +67,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run `synth` with parsed arguments; returns the exit status."""
     from .build import build_dataset
+    if args.rate_sources:
+        from .sources import rate_sources
+        try:
+            manifest = rate_sources(args.rate_sources, workers=args.workers,
+                                    progress=not args.no_progress)
+        except TalkfaceError as err:
+            print(f"synth: {err}", file=sys.stderr)
+            return 2
+        print(f"relabelled {manifest}")
+        return 0
     if args.from_real:
         from .real import build_from_real
         try:

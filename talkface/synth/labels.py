@@ -8,13 +8,15 @@ where x50 is the strength judged "half as good" and k sets how sharply quality f
 
     lip_sync         = q_offset * q_frozen_mouth * q_swap_mix * q_other_speaker * q_mouth_time
                        * q_frozen_lower * sqrt(q_freeze)
-    visual_quality   = q_blur * q_crf * q_noise * q_lowres_mouth * q_colour_mismatch
+    visual_quality   = q_source * q_blur * q_crf * q_noise * q_lowres_mouth * q_colour_mismatch
                        * q_mouth_blur * q_face_smoothing
     temporal_quality = q_shake * q_freeze * q_flicker * q_region_jitter * q_texture_flicker
                        * q_frame_repeat * q_stiff_head * q_no_blinks * q_over_smooth
     overall          = lip_sync ** 0.4 * visual_quality ** 0.3 * temporal_quality ** 0.3
 
-(without audio lip sync cannot be judged: lip_sync is NaN and overall = sqrt(visual * temporal)).
+q_source is 1 unless the benchmark's sources were rated (`talkface.synth.sources`: a soft or
+noisy recording is not a perfect one). Without audio lip sync cannot be judged: lip_sync is NaN
+and overall = sqrt(visual * temporal).
 Products and weighted geometric means of non-increasing factors are non-increasing, so every label
 is monotone in every parameter. A frozen frame cannot be in sync, hence sqrt(q_freeze) in lip_sync.
 
@@ -113,11 +115,14 @@ def min_quality(name: str) -> float:
     return q_curve(f.max_strength, f.x50, f.k)
 
 
-def compute_labels(params: dict, has_audio: bool = True) -> dict[str, float]:
-    """The four task labels in [0, 1] from a full or partial parameter dict (missing = clean)."""
+def compute_labels(params: dict, has_audio: bool = True,
+                   source_quality: float = 1.0) -> dict[str, float]:
+    """The four task labels in [0, 1] from a full or partial parameter dict (missing = clean).
+    `source_quality`: the recording's own visual quality before any degradation
+    (`talkface.synth.sources`; 1.0 = as good as the best sources)."""
     p = {**NEUTRAL, **params}
     q = {name: q_factor(name, p[name]) for name in FACTORS}
-    visual = math.prod(q[n] for n in VISUAL_FACTORS)
+    visual = source_quality * math.prod(q[n] for n in VISUAL_FACTORS)
     temporal = math.prod(q[n] for n in TEMPORAL_FACTORS)
     lip = q_offset(p["offset_frames"]) * math.prod(q[n] for n in LIP_FACTORS) \
         * q["freeze_fraction"] ** 0.5 if has_audio else float("nan")
