@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,8 +115,12 @@ def _features(scorer: "Scorer", path: str) -> "FeatureBundle | str":
 
 @contextmanager
 def _torch_threads(count: int):
-    """Run the block with `count` torch threads (the workers have the cores), then restore."""
-    import torch
+    """Run the block with `count` torch threads (the workers have the cores), then restore;
+    nothing to do when torch is not loaded (the ONNX runtime scores without it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -171,8 +176,9 @@ class _RayWorker:
 
     def __init__(self, settings: ScorerSettings) -> None:
         import cv2
-        import torch
-        torch.set_num_threads(1)  # the actor holds one CPU
+
+        from .runtime import limit_threads
+        limit_threads(1)  # the actor holds one CPU
         cv2.setNumThreads(1)
         self.scorer = settings.build()
 
