@@ -79,8 +79,9 @@ class ScorerSettings:
         from .checkpoint import load_checkpoint
         from .features.extract import Extractor
         cache = FeatureCache(None if self.cache is True else self.cache) if self.cache else False
+        sync_runtime = None if self.runtime == "onnx" else "torch"  # as `load_scorer` pairs them
         return Scorer(load_checkpoint(self.checkpoint, runtime=self.runtime),
-                      Extractor(self.extractor), cache)
+                      Extractor(self.extractor, sync_runtime=sync_runtime), cache)
 
 
 def score_files(scorer: "Scorer", files: Iterable[str | os.PathLike], workers: int = 1,
