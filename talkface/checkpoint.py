@@ -374,7 +374,7 @@ def _load_onnx(path: Path, kind: Kind = "quality") -> LoadedModel:
     session, raw, card = read_onnx(path)
     meta = parse_meta(raw, path)
     if meta.kind != kind:
-        raise CheckpointError(f"{path}: a {meta.kind} model, not a {kind} model")
+        raise CheckpointError(f"{path}: a {meta.kind} checkpoint, not a {kind} checkpoint")
     if kind == "sync":
         from .sync.options import SyncOptions
         model = OnnxSyncModel(session, SyncOptions.model_validate(meta.options), path)
