@@ -1,35 +1,38 @@
-"""Scoring speed and memory on real recordings, against issue 13's targets, in one run.
+"""Scoring speed, start-up and memory against issue 21's targets, in one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/score.py --video ../shared/real-videos/real/CLIP.mp4
-        [--checkpoint DIR] [--repeats 3] [--long]
+    OMP_NUM_THREADS=1 python benchmarks/score.py [--clip CLIP] [--checkpoint DIR] [--repeats 3]
+        [--long] [--no-peer]
 
-From the talking clip passed as --video (without one: a bundled sample clip, which is a synthetic
-puppet, and the output says so) the benchmark makes its own clips in a temporary folder, looping
-the source forwards and back so motion stays smooth, with its audio looped the same way:
+From a talking clip with sound (--clip: a real recording; without it the bundled fixture
+tests/data/fixtures/00_clean.mp4, a synthetic puppet, and the output says so) the benchmark makes
+its own clips in a temporary folder, looping the source forwards and back so motion stays smooth,
+with its audio looped the same way:
 
-- a 10 s, 25 fps, 512x512 H.264 clip (centre square crop):
-  * warm process: `load_scorer(ckpt, cache=False)`, one warm-up, then `scorer.score(clip)`, best
-    of --repeats (target <= 1 s);
-  * cold CLI: `python -m talkface score CLIP --checkpoint CKPT --no-cache` in a fresh process,
-    wall time, best of --repeats (target <= 2.5 s), and the part of it that is only importing
-    talkface and loading the checkpoint;
-  * bare decode (the frames the scorer decodes, plus the audio), for reference;
-  * a stage breakdown through the public API: `Extractor.analyse` (decode + face stage, which
-    overlap: decoding runs in a prefetch thread), `Scorer.features` (adds the audio features and
-    sync columns) and `Scorer.score_bundles` on ready features (model + sync signals + result);
-- a 10 s 1080x1920 HEVC (libx265) portrait clip (the square upscaled to 1080x1080, edges
-  replicated to 1920 tall): warm scoring time against its own bare decode (target <= 2x);
-- with --long, a 2-minute 1920x1080 H.264 clip scored in a child process: peak RSS of that
-  process (target < 1 GB, which needs streamed decoding).
+- an 8 s, 25 fps, 512x512 H.264 clip (centre square crop), on which it measures
+  * the peer, syncnet-python with RANDOM weights the benchmark makes (timing only; the numbers
+    it finds mean nothing): its whole `syncnet-python CLIP --device cpu` pipeline where its
+    dependencies (scenedetect, ffmpeg-python) are installed, else, as benchmarks/lse.py does,
+    only its `SyncNetInstance.evaluate` on a folder of 224 px crops of the clip in a fresh
+    process (a lower bound: no S3FD face detection, no re-encoding); skipped when syncnet-python
+    is not installed (pip install --no-deps -r requirements-reference.txt);
+  * `python -m talkface score CLIP --no-cache` in a fresh process (the default runtime, and
+    `--runtime torch`): wall time and peak RSS, best of --repeats;
+  * `python -m talkface score --help` and `python -c "import torch"` in fresh processes;
+  * warm `scorer.score(clip)` after `load_scorer(ckpt, cache=False, runtime=R)` for R = onnx,
+    int8 and torch side by side (one warm-up, best of --repeats), with each load's time, onnx
+    first so that its load does not find torch already imported;
+- a 10 s 1080x1920 HEVC (libx265) portrait clip: warm score (default runtime) against decoding
+  every frame of it to RGB with PyAV;
+- with --long, a 2-minute 1920x1080 H.264 clip through the CLI in a fresh process: wall time and
+  peak RSS, against its own decode to RGB.
 
-The default checkpoint is the active one (`load_scorer()` with no path: the shipped
-talkface/checkpoints/default unless a promoted one is active). Times are wall clock on this
-machine; the CPU count and load average are printed, since other work inflates them.
+Peak RSS is the child process's own (`ru_maxrss` of a one-child wrapper). Times are wall clock on
+this machine; the CPU count and load average are printed, since other work inflates them.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import subprocess
 import sys
@@ -43,12 +46,13 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from talkface import media  # noqa: E402
 from talkface.constants import FPS, SAMPLE_RATE  # noqa: E402
 
-SAMPLES = ROOT / "talkface" / "app" / "samples"
+FIXTURE = ROOT / "tests" / "data" / "fixtures" / "00_clean.mp4"
+RUNTIMES = ("onnx", "int8", "torch")
 GB = 1e9
 
 
@@ -75,13 +79,6 @@ class Row:
 
 
 # --- source and test clips -------------------------------------------------------------------
-
-def bundled_source() -> Path:
-    """The first clean clip among the app's bundled samples (a puppet, not a recording)."""
-    import pandas as pd
-    manifest = pd.read_csv(SAMPLES / "manifest.csv")
-    return SAMPLES / manifest.loc[manifest["condition"] == "clean", "file"].iloc[0]
-
 
 def load_square(source: Path, side: int = 512) -> media.DecodedClip:
     """The source decoded at 25 fps, centre-cropped to a square and scaled to side x side."""
@@ -132,8 +129,6 @@ def describe(path: Path) -> str:
             f"{path.stat().st_size / 1e6:.1f} MB")
 
 
-# --- measurements ----------------------------------------------------------------------------
-
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(max(repeats, 1)):
@@ -143,15 +138,54 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def bare_decode(scorer, clip: Path) -> None:
-    """Decode what the scorer decodes (native or downscaled frames, by its backend) + audio."""
-    cfg = scorer.extractor.config
-    if scorer.extractor.backend.frame_kind == "native":
-        frames = media.iter_native_frames(clip, cfg.fps, cfg.max_seconds)
-    else:
-        frames = media.iter_frames(clip, cfg.fps, cfg.max_side, cfg.max_seconds)
-    sum(1 for _ in frames)
-    media.load_audio(clip, cfg.sample_rate, cfg.max_seconds)
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+CHILD = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+print(done.returncode, time.perf_counter() - start,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+if done.returncode:
+    print(done.stderr[-3000:], file=sys.stderr)
+"""
+
+
+def child_env(cache: Path) -> dict:
+    env = dict(os.environ, TALKFACE_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_child(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float]:
+    """(wall seconds, peak RSS bytes) of `cmd` in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", CHILD, *cmd], env=env, cwd=cwd,
+                          capture_output=True, text=True)
+    code, took, peak_kb = done.stdout.split()
+    if int(code) != 0:
+        sys.exit(f"failed ({code}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return float(took), float(peak_kb) * 1024.0  # Linux reports ru_maxrss in KiB
+
+
+def best_child(cmd: list[str], env: dict, repeats: int, cwd: Path = ROOT) -> tuple[float, float]:
+    """Best wall time of `repeats` fresh runs, and the largest peak RSS among them."""
+    runs = [run_child(cmd, env, cwd) for _ in range(max(repeats, 1))]
+    return min(t for t, _ in runs), max(m for _, m in runs)
+
+
+def rgb_decode(path: Path) -> int:
+    """Decode every frame of `path` to RGB (PyAV, its default threading); the frame count."""
+    import av
+    count = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+            count += 1
+    return count
 
 
 def warm_score(scorer, clip: Path, repeats: int) -> float:
@@ -164,61 +198,68 @@ def warm_score(scorer, clip: Path, repeats: int) -> float:
     return best_of(once, repeats)
 
 
-def stages(scorer, clip: Path, repeats: int) -> list[Row]:
-    """Where a warm score's time goes, through public methods only (cache is off)."""
-    analyse = best_of(lambda: scorer.extractor.analyse(clip), repeats)
-    features = best_of(lambda: scorer.features(clip), repeats)
-    bundle = scorer.features(clip)
-    model = best_of(lambda: scorer.score_bundles([bundle], [str(clip)]), max(repeats, 3))
-    return [Row("  decode + face stage (Extractor.analyse)", analyse),
-            Row("  + audio features, sync columns", max(features - analyse, 0.0)),
-            Row("  model + sync signals + result", model)]
+def runtimes(ckpt: Path, clip: Path, repeats: int) -> list[Row]:
+    """Load time and warm score per runtime, in this process, onnx first."""
+    from talkface.api import load_scorer
+    rows = []
+    for runtime in RUNTIMES:
+        start = time.perf_counter()
+        scorer = load_scorer(ckpt, cache=False, runtime=runtime)
+        load = time.perf_counter() - start
+        warm = warm_score(scorer, clip, repeats)
+        target = ("<= 0.35 s", warm / 0.35) if runtime == "onnx" else (None, None)
+        rows += [Row(f"warm scorer.score, runtime {runtime}", warm, *target),
+                 Row("  its load_scorer (in this process)", load)]
+    return rows
 
 
-def run_child(cmd: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return took
+# --- the peer: syncnet-python ------------------------------------------------------------------
 
-
-def child_env(cache: Path) -> dict:
-    env = dict(os.environ, TALKFACE_CACHE=str(cache), HF_HUB_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def cold_cli(clip: Path, ckpt: Path, env: dict, repeats: int) -> tuple[float, float]:
-    """(best wall time of the scoring CLI, best time of a process that only imports talkface
-    and loads the checkpoint), each in a fresh Python process."""
-    cli = [sys.executable, "-m", "talkface", "score", str(clip), "--checkpoint", str(ckpt),
-           "--no-cache"]
-    load = [sys.executable, "-c", "import sys; from talkface.api import load_scorer; "
-            "load_scorer(sys.argv[1], cache=False)", str(ckpt)]
-    return (min(run_child(cli, env) for _ in range(max(repeats, 1))),
-            min(run_child(load, env) for _ in range(max(repeats, 1))))
-
-
-PEAK_CHILD = """
-import json, resource, sys, time
-from talkface.api import load_scorer
-start = time.perf_counter()
-load_scorer(sys.argv[1], cache=False).score(sys.argv[2])
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+PEER_EVALUATE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from syncnet_reference import reference_lse
+reference_lse(Path(sys.argv[2]), Path(sys.argv[3]))
 """
 
 
-def peak_memory(clip: Path, ckpt: Path, env: dict) -> tuple[float, float]:
-    """(peak RSS in bytes, load + score seconds) of a fresh process scoring `clip`."""
-    done = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(ckpt), str(clip)], env=env,
-                          cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"peak-memory child failed:\n{done.stderr[-2000:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out["peak_kb"] * 1024.0, out["seconds"]  # Linux reports ru_maxrss in KiB
+def peer_available() -> Optional[str]:
+    """'pipeline', 'evaluate' or None (not installed)."""
+    if importlib.util.find_spec("syncnet_python") is None:
+        return None
+    full = all(importlib.util.find_spec(m) for m in ("scenedetect", "ffmpeg"))
+    return "pipeline" if full else "evaluate"
+
+
+def random_s3fd_weights(path: Path) -> Path:
+    import torch
+    from syncnet_python.detectors.s3fd.nets import S3FDNet
+    torch.manual_seed(0)
+    torch.save(S3FDNet().state_dict(), path)
+    return path
+
+
+def peer(kind: str, clip: Path, tmp: Path, env: dict, repeats: int) -> tuple[str, float, float]:
+    """(what ran, best wall seconds, peak RSS bytes) of the peer on `clip`."""
+    from syncnet_reference import random_syncnet_weights, write_crop_folder
+    weights = random_syncnet_weights(tmp / "peer" / "syncnet_v2.model")
+    if kind == "pipeline":
+        s3fd = random_s3fd_weights(tmp / "peer" / "sfd_face.pth")
+        exe = Path(sys.executable).with_name("syncnet-python")
+        cmd = [str(exe), str(clip), "--device", "cpu", "--s3fd-weights", str(s3fd),
+               "--syncnet-weights", str(weights), "--cache-dir", str(tmp / "peer" / "cache")]
+        took, peak = best_child(cmd, env, repeats, cwd=tmp)
+        return "syncnet-python CLIP --device cpu", took, peak
+    decoded = media.load_clip(clip, fps=FPS, max_side=512)
+    side = min(decoded.frames.shape[1:3])
+    crops = np.stack([cv2.resize(f[:side, :side], (224, 224)) for f in decoded.frames])
+    from talkface.sync.syncnet import to_pcm16
+    folder = write_crop_folder(crops, to_pcm16(decoded.audio), tmp / "peer" / "crops")
+    cmd = [sys.executable, "-c", PEER_EVALUATE, str(ROOT / "tests"), str(weights), str(folder)]
+    took, peak = best_child(cmd, env, repeats)
+    return ("syncnet-python SyncNetInstance.evaluate on crops, fresh process (lower bound: "
+            "its pipeline's deps are not installed)", took, peak)
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -234,17 +275,6 @@ def print_table(rows: list[Row]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def print_checkpoint(ckpt: Path, scorer) -> None:
-    spec = scorer.spec
-    cfg = spec.extractor
-    meta = scorer.loaded.meta
-    print(f"checkpoint: {ckpt} (model {meta.model_name}, talkface {meta.talkface_version})")
-    print(f"feature spec {spec.fingerprint}: backend {cfg.backend} v{spec.backend_version} "
-          f"{cfg.options}, {cfg.fps:g} fps, {cfg.sample_rate} Hz, "
-          f"{len(spec.visual_names)} visual + {len(spec.audio_names)} audio features, "
-          f"sync model {spec.sync_version or 'none'}")
-
-
 def machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -254,69 +284,84 @@ def machine() -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--video", type=Path, help="a real talking clip with audio to build from "
-                   "(default: a bundled sample clip, which is a puppet)")
+    p.add_argument("--clip", "--video", dest="clip", type=Path,
+                   help="a real talking clip with audio to build from (default: a fixture)")
     p.add_argument("--checkpoint", type=Path, help="default: the active checkpoint")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (best kept)")
-    p.add_argument("--long", action="store_true",
-                   help="also measure peak memory on a 2-minute 1080p clip (slow to make)")
+    p.add_argument("--long", action="store_true", help="also a 2-minute 1080p clip (slow)")
+    p.add_argument("--no-peer", dest="peer", action="store_false")
     args = p.parse_args(argv)
+    from talkface.checkpoint import active_checkpoint, scoring_runtime
 
-    from talkface.api import load_scorer
-    from talkface.checkpoint import active_checkpoint
-
-    if args.video is not None:
-        source = args.video
-        print(f"source: {source}")
-    else:
-        source = bundled_source()
-        print(f"source: no --video given; using the bundled sample {source.relative_to(ROOT)} "
-              f"(a synthetic puppet, NOT a real recording: pass --video for issue 13's figures)")
+    source = args.clip or FIXTURE
+    print(f"source: {source}" + ("" if args.clip else " (a synthetic fixture, NOT a real "
+                                 "recording: pass --clip for issue 21's figures)"))
     ckpt = args.checkpoint or active_checkpoint()
-    scorer = load_scorer(ckpt, cache=False)
-    print_checkpoint(ckpt, scorer)
+    print(f"checkpoint: {ckpt} (default runtime: {scoring_runtime(ckpt)})")
     print(machine())
-
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = child_env(tmp / "cache")
         square = load_square(source)
         print(f"making clips from {len(square.frames)} source frames ...", flush=True)
-        small = make_clip(tmp / "real_512.mp4", square, 10.0, None)
+        small = make_clip(tmp / "real_512.mp4", square, 8.0, None)
         hevc = make_clip(tmp / "real_1080x1920_hevc.mp4", square, 10.0, (1080, 1920),
                          codec="libx265", options={"preset": "ultrafast",
                                                    "x265-params": "log-level=error"})
         print(f"  512 clip:  {describe(small)}")
         print(f"  HEVC clip: {describe(hevc)}", flush=True)
 
-        decode = best_of(lambda: bare_decode(scorer, small), args.repeats)
-        warm = warm_score(scorer, small, args.repeats)
-        rows += [Row("10 s 512x512: bare decode (frames + audio)", decode),
-                 Row("10 s 512x512: score, warm process", warm, "<= 1 s", warm / 1.0)]
-        rows += stages(scorer, small, args.repeats)
-        cli, load = cold_cli(small, ckpt, env, args.repeats)
-        rows += [Row("10 s 512x512: python -m talkface score, cold", cli, "<= 2.5 s", cli / 2.5),
-                 Row("  of which import + load checkpoint", load)]
+        cli = ["-m", "talkface", "score", str(small), "--checkpoint", str(ckpt), "--no-cache"]
+        py = [sys.executable]
+        cold, cold_rss = best_child(py + cli, env, args.repeats)
+        cold_torch, cold_torch_rss = best_child(py + cli + ["--runtime", "torch"], env,
+                                                args.repeats)
+        helped, _ = best_child(py + ["-m", "talkface", "score", "--help"], env, args.repeats)
+        torch_import, torch_rss = best_child(py + ["-c", "import torch"], env, args.repeats)
+        kind = peer_available() if args.peer else None
+        if kind:
+            print(f"timing the peer ({kind}) ...", flush=True)
+            what, peer_s, peer_rss = peer(kind, small, tmp, env, args.repeats)
+            rows += [Row(what, peer_s), Row("  its peak RSS", peer_rss, unit="B")]
+        else:
+            print("peer: syncnet-python not installed (pip install --no-deps -r "
+                  "requirements-reference.txt)" if args.peer else "peer: skipped (--no-peer)")
+        rows += [Row("talkface score CLIP --no-cache, cold process", cold, "<= 1.5 s", cold / 1.5),
+                 Row("  its peak RSS", cold_rss, unit="B")]
+        if kind:
+            rows.append(Row("  peer time / talkface cold time", peer_s / cold, ">= 15x",
+                            15 / (peer_s / cold), unit="x"))
+        rows += [Row("talkface score CLIP --no-cache --runtime torch, cold", cold_torch),
+                 Row("  its peak RSS", cold_torch_rss, unit="B"),
+                 Row("talkface score --help", helped, "<= 0.3 s", helped / 0.3),
+                 Row("python -c 'import torch'", torch_import),
+                 Row("  its peak RSS", torch_rss, unit="B")]
+        rows += runtimes(ckpt, small, args.repeats)
 
-        hevc_decode = best_of(lambda: bare_decode(scorer, hevc), args.repeats)
-        hevc_score = warm_score(scorer, hevc, args.repeats)
-        times = hevc_score / hevc_decode
-        rows += [Row("10 s 1080x1920 HEVC: bare decode", hevc_decode),
-                 Row("10 s 1080x1920 HEVC: score, warm process", hevc_score),
-                 Row("  score / its bare decode", times, "<= 2x", times / 2.0, unit="x")]
-
+        from talkface.api import load_scorer
+        scorer = load_scorer(ckpt, cache=False)
+        decode = best_of(lambda: rgb_decode(hevc), args.repeats)
+        score = warm_score(scorer, hevc, args.repeats)
+        rows += [Row("10 s 1080x1920 HEVC: decode every frame to RGB", decode),
+                 Row("10 s 1080x1920 HEVC: warm scorer.score", score),
+                 Row("  score / its decode", score / decode, "<= 1.2x", score / decode / 1.2,
+                     unit="x")]
         if args.long:
             print("making the 2-minute 1080p clip ...", flush=True)
             long_clip = make_clip(tmp / "real_2min_1080p.mp4", square, 120.0, (1920, 1080),
                                   options={"preset": "ultrafast"})
             print(f"  long clip: {describe(long_clip)}", flush=True)
-            peak, took = peak_memory(long_clip, ckpt, env)
-            rows += [Row("2 min 1920x1080: peak RSS, fresh process", peak, "< 1 GB", peak / GB,
-                         unit="B", strict=True),
-                     Row("  its load + score time", took)]
+            long_decode = best_of(lambda: rgb_decode(long_clip), 1)
+            took, peak = run_child(py + ["-m", "talkface", "score", str(long_clip),
+                                         "--checkpoint", str(ckpt), "--no-cache"], env)
+            rows += [Row("2 min 1920x1080: decode every frame to RGB", long_decode),
+                     Row("2 min 1920x1080: talkface score, cold process", took, "<= 1.3x decode",
+                         took / long_decode / 1.3),
+                     Row("  its peak RSS", peak, "< 600 MB", peak / 600e6, unit="B",
+                         strict=True)]
         else:
-            print("peak memory on a 2-minute 1080p clip: skipped (pass --long)")
+            print("2-minute 1080p clip: skipped (pass --long)")
 
     print()
     print_table(rows)

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
-import torch
 
 from . import media
 from .cache import FeatureCache, file_hash
-from .checkpoint import LoadedModel, load_checkpoint
+from .checkpoint import LoadedModel, load_checkpoint, scoring_runtime
 from .errors import MediaError, TalkfaceError
 from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
 from .predict import ClipFeatures, predict
@@ -45,13 +44,14 @@ log = logging.getLogger(__name__)
 MEMO_BYTES = 64 * 1024 ** 2  # results kept in memory per Scorer, for rescoring the same clip
 
 
-def extractor_for(spec: FeatureSpec, **overrides) -> Extractor:
+def extractor_for(spec: FeatureSpec, sync_runtime: Optional[str] = None,
+                  **overrides) -> Extractor:
     """The Extractor that reproduces `spec`'s features (its ExtractorConfig), with `overrides`
     (e.g. max_seconds, or a backend option, which then no longer matches the spec). Identity is
     a scoring-time signal, not a feature: scoring embeds DEFAULT_IDENTITY_FRAMES frames whatever
-    the checkpoint's training data used."""
+    the checkpoint's training data used. `sync_runtime`: see `Extractor`."""
     overrides.setdefault("identity_frames", DEFAULT_IDENTITY_FRAMES)
-    return Extractor(resolve_config(spec.extractor, **overrides))
+    return Extractor(resolve_config(spec.extractor, **overrides), sync_runtime=sync_runtime)
 
 
 def _result_bytes(result: ScoreResult) -> int:
@@ -73,7 +73,7 @@ class Scorer:
         self.extractor = extractor if extractor is not None else extractor_for(loaded.spec)
         loaded.spec.check_compatible(self.extractor.spec, "checkpoint", "extractor")
         self.cache: Optional[FeatureCache] = FeatureCache() if cache is True else (cache or None)
-        self.device = torch.device(device)
+        self.device = device
         loaded.model.to(self.device)
         self._memo: OrderedDict[tuple, ScoreResult] = OrderedDict()
         self._memo_bytes = 0
@@ -309,28 +309,34 @@ def read_frames(video: str | os.PathLike, indices: Iterable[int], fps: float,
 
 def load_scorer(path: str | os.PathLike | None = None,
                 cache: FeatureCache | str | os.PathLike | bool = True, device: str = "cpu",
-                runtime: str = "torch", syncnet_weights: str | os.PathLike | None = None,
-                **overrides) -> Scorer:
+                runtime: Optional[str] = None,
+                syncnet_weights: str | os.PathLike | None = None, **overrides) -> Scorer:
     """Load a checkpoint (default: the active one) and the extractor it was trained with.
 
     `overrides` change the checkpoint's feature settings (ExtractorConfig fields such as
     `max_seconds`, or backend options); if that changes the features the model expects, this
     raises `SpecMismatch` naming both specs. `cache`: True for the default feature cache, a folder
     for another one, False for none. `device`: "cpu", "cuda", or "auto" (CUDA when there is one).
-    `runtime` (CPU deployment, `talkface.export`): "torch" (the checkpoint as it is), "int8"
-    (its Linear layers quantised to int8 on load, or an int8 export as it is), "onnx" (an
-    exported `.onnx` file, or a folder holding model.onnx, run by onnxruntime).
+    `runtime`: None (the default) runs the quality and sync models with onnxruntime where their
+    folders hold a current model.onnx (the shipped checkpoints do; see `talkface.checkpoint`),
+    so scoring imports no torch, and with PyTorch otherwise or on CUDA; "onnx" insists on it;
+    "torch" (the checkpoint as it is) and "int8" (its Linear layers quantised to int8 on load,
+    or an int8 export as it is) run both models with PyTorch.
     `syncnet_weights`: SyncNet's own weights (syncnet_v2.model, supplied by the user): every
     result then carries paper-standard LSE-D / LSE-C / offset (`result.lse`).
     """
     if device == "auto":
+        import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     syncnet = None
     if syncnet_weights is not None:  # first: a wrong path fails before the slow loading
         from .sync.syncnet import load_syncnet
         syncnet = load_syncnet(syncnet_weights)
-    loaded = load_checkpoint(path, runtime=runtime)
-    extractor = extractor_for(loaded.spec, **overrides)
+    chosen = scoring_runtime(path, runtime, device)
+    loaded = load_checkpoint(path, runtime=chosen)
+    # the sync model follows: torch beside a torch model, ONNX (where it can) beside an ONNX one
+    sync_runtime = "torch" if chosen != "onnx" else runtime
+    extractor = extractor_for(loaded.spec, sync_runtime, **overrides)
     if isinstance(cache, (str, os.PathLike)):
         cache = FeatureCache(cache)
     return Scorer(loaded, extractor, cache, device, syncnet)

@@ -9,6 +9,13 @@ command that made it; everything needed to rebuild the model without code change
 Loading refuses missing or unexpected weights. `load_checkpoint(..., runtime=)` is also the one
 place that chooses the runtime (torch, int8 or ONNX: `talkface.runtime`).
 
+ONNX beside the weights: a checkpoint folder may hold `model.onnx` (`talkface.export.add_onnx`;
+the shipped ones do), and its meta.json then has an `onnx` entry with the sha256 of the
+model.safetensors it was exported from. Scoring (`scoring_runtime`) runs that graph when it is
+current, so neither torch nor the model code is imported; a folder without one, or whose graph
+was exported from other weights (stale), is scored with torch after a one-line note saying how
+to add it. Asking for runtime="onnx" on such a folder is an error with the same advice.
+
 Where checkpoints live:
 - shipped ones are package data (`talkface/checkpoints/<name>`), read-only: nothing here ever
   writes there;
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,7 +44,6 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 from .spec import FeatureSpec, TaskSpec
@@ -52,6 +59,8 @@ WEIGHTS, META, CARD = "model.safetensors", "meta.json", "card.md"
 FILES = (WEIGHTS, META, CARD)
 SYNC_MODEL_NAME = "syncnet"
 Kind = Literal["quality", "sync"]
+ONNX_FILE = "model.onnx"
+log = logging.getLogger(__name__)
 
 
 class CheckpointMeta(BaseModel):
@@ -77,6 +86,7 @@ class CheckpointMeta(BaseModel):
     fingerprint: Optional[str] = None  # of the weights (sync checkpoints)
     reliable_confidence: Optional[float] = None  # sync: offsets below this are "not reliable"
     train_seconds: Optional[float] = None
+    onnx: Optional[dict] = None  # model.onnx beside the weights: {file, weights_sha256, ...}
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +211,7 @@ def write_folder(folder: str | os.PathLike, files: dict[str, "bytes | str | dict
     try:
         for name, content in files.items():
             if isinstance(content, dict):
+                from safetensors.torch import save_file
                 save_file(content, str(tmp / name), metadata={"format": "pt"})
             elif isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
@@ -317,15 +328,19 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str = "
 
     `runtime` (quality checkpoints): "torch" (as it is; an int8 checkpoint made by `talkface
     export` loads as int8), "int8" (Linear layers quantised on load), or "onnx" (an exported
-    `.onnx` file, or a folder holding model.onnx). A folder holding only model.onnx loads with
-    onnx whatever `runtime` says."""
+    `.onnx` file, or a folder holding a current model.onnx, see the module docstring). A
+    folder holding only model.onnx loads with onnx whatever `runtime` says."""
     from .runtime import RUNTIMES
     if runtime not in RUNTIMES:
         raise CheckpointError(f"runtime {runtime!r}: use {', '.join(map(repr, RUNTIMES))}")
     folder = resolve(path)
     if runtime == "onnx" or folder.suffix == ".onnx" or (
-            not (folder / WEIGHTS).exists() and (folder / "model.onnx").exists()):
-        return _load_onnx(folder)
+            not (folder / WEIGHTS).exists() and (folder / ONNX_FILE).exists()):
+        if folder.is_dir() and (folder / WEIGHTS).exists():
+            problem = onnx_problem(folder)
+            if problem:
+                raise CheckpointError(problem)
+        return _load_onnx(folder, kind)
     weights = folder / WEIGHTS
     if not weights.exists() or not (folder / META).exists():
         what = "talkface checkpoint" if kind == "quality" else f"talkface {kind} checkpoint"
@@ -333,6 +348,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str = "
     meta = read_meta(folder)
     if meta.kind != kind:
         raise CheckpointError(f"{folder}: a {meta.kind} checkpoint, not a {kind} checkpoint")
+    from safetensors.torch import load_file
     try:
         state = load_file(str(weights), device=map_location)
     except Exception as err:  # safetensors raises its own error types for damaged files
@@ -352,13 +368,71 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str = "
     return loaded
 
 
-def _load_onnx(path: Path) -> LoadedModel:
-    from .runtime import OnnxModel, onnx_file, read_onnx
+def _load_onnx(path: Path, kind: Kind = "quality") -> LoadedModel:
+    from .runtime import OnnxModel, OnnxSyncModel, onnx_file, read_onnx
     path = onnx_file(path)
     session, raw, card = read_onnx(path)
     meta = parse_meta(raw, path)
-    return LoadedModel(OnnxModel(session, meta.feature_spec, meta.tasks, path), meta,
-                       path.parent, card, "onnx")
+    if meta.kind != kind:
+        raise CheckpointError(f"{path}: a {meta.kind} checkpoint, not a {kind} checkpoint")
+    if kind == "sync":
+        from .sync.options import SyncOptions
+        model = OnnxSyncModel(session, SyncOptions.model_validate(meta.options), path)
+    else:
+        model = OnnxModel(session, meta.feature_spec, meta.tasks, path)
+    return LoadedModel(model, meta, path.parent, card, "onnx")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_entry(folder: Path) -> dict:
+    """meta.json's `onnx` entry for a graph exported now from `folder`'s weights."""
+    from .version import __version__ as version
+    return {"file": ONNX_FILE, "weights_sha256": file_sha256(folder / WEIGHTS),
+            "talkface_version": version}
+
+
+def onnx_problem(folder: Path) -> Optional[str]:
+    """Why `folder`'s model.onnx cannot stand in for its model.safetensors (None: it can)."""
+    fix = (f"add it with `talkface export --checkpoint {folder} --format onnx --out {folder}`")
+    if not (folder / ONNX_FILE).exists():
+        return f"{folder} has no {ONNX_FILE}; {fix}"
+    entry = read_meta(folder).onnx or {}
+    if entry.get("weights_sha256") != file_sha256(folder / WEIGHTS):
+        return (f"{folder / ONNX_FILE} was not exported from this {WEIGHTS} (stale: the weights "
+                f"changed since); re-export it: {fix.replace('add it with ', '')}")
+    return None
+
+
+def scoring_runtime(path: str | os.PathLike | None, runtime: Optional[str] = None,
+                    device: str = "cpu") -> str:
+    """The runtime to score `path`'s checkpoint with: `runtime` when given, else "onnx" where the
+    folder holds a current model.onnx (or is an ONNX export) and the device is the CPU, else
+    "torch", with a one-line note saying why."""
+    if runtime is not None:
+        return runtime
+    folder = resolve(path)
+    if str(device).split(":")[0] != "cpu":
+        return "torch"
+    if folder.suffix == ".onnx" or not (folder / WEIGHTS).exists():
+        return "onnx" if onnx_exists(folder) else "torch"
+    if read_meta(folder).quantization:
+        return "torch"  # an int8 export: its own runtime
+    problem = onnx_problem(folder)
+    if problem:
+        log.warning("scoring with torch (slower to start): %s", problem)
+        return "torch"
+    return "onnx"
+
+
+def onnx_exists(path: Path) -> bool:
+    return path.suffix == ".onnx" and path.is_file() or (path / ONNX_FILE).is_file()
 
 
 def checkpoint_root() -> Path:

@@ -225,7 +225,7 @@ def collate(items: list[dict]) -> Batch:
     """Pad clips of different lengths to the longest (`talkface.predict.pad_batch`); padded
     frames are masked out."""
     clips = [it["clip"] for it in items]
-    visual, audio, mask = pad_batch(clips)
+    visual, audio, mask = map(torch.from_numpy, pad_batch(clips))
     targets = torch.from_numpy(np.stack([c.targets for c in clips]).astype(np.float32))
     return Batch(visual, audio, mask, targets, torch.tensor([it["index"] for it in items]))
 

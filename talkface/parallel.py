@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ class ScorerSettings:
         from .checkpoint import load_checkpoint
         from .features.extract import Extractor
         cache = FeatureCache(None if self.cache is True else self.cache) if self.cache else False
+        sync_runtime = None if self.runtime == "onnx" else "torch"  # as `load_scorer` pairs them
         return Scorer(load_checkpoint(self.checkpoint, runtime=self.runtime),
-                      Extractor(self.extractor), cache)
+                      Extractor(self.extractor, sync_runtime=sync_runtime), cache)
 
 
 def score_files(scorer: "Scorer", files: Iterable[str | os.PathLike], workers: int = 1,
@@ -114,8 +116,12 @@ def _features(scorer: "Scorer", path: str) -> "FeatureBundle | str":
 
 @contextmanager
 def _torch_threads(count: int):
-    """Run the block with `count` torch threads (the workers have the cores), then restore."""
-    import torch
+    """Run the block with `count` torch threads (the workers have the cores), then restore;
+    nothing to do when torch is not loaded (the ONNX runtime scores without it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -171,8 +177,9 @@ class _RayWorker:
 
     def __init__(self, settings: ScorerSettings) -> None:
         import cv2
-        import torch
-        torch.set_num_threads(1)  # the actor holds one CPU
+
+        from .runtime import limit_threads
+        limit_threads(1)  # the actor holds one CPU
         cv2.setNumThreads(1)
         self.scorer = settings.build()
 

@@ -5,7 +5,9 @@ all call `predict`, so every number on a model card is a number a user gets (as 
 with its training script's own code). Scores are clipped into each task's range (the `original`
 model's linear heads are unbounded) and set to NaN where a task cannot be judged for that clip
 (`ClipFeatures.unjudged`, from the features: lip sync without audio or without speech).
-Nothing here imports the feature extractor: predict sees arrays and a model.
+Nothing here imports the feature extractor: predict sees arrays and a model. Nor torch: batches
+are numpy, and `talkface.runtime.forward` runs whichever runtime the model is (an ONNX session
+as it is, a PyTorch module through tensors on `device`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
+
+from .runtime import forward
 
 MAX_CROSS_SIDE = 200  # cross-attention matrices are pooled to at most this size
 
@@ -56,7 +59,7 @@ class Prediction:
     spread: dict[str, float] = field(default_factory=dict)
 
 
-def pad_batch(clips: Sequence[ClipFeatures]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_batch(clips: Sequence[ClipFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clips -> visual (B, T, Dv), audio (B, T, Da), mask (B, T) bool, zero-padded to the longest;
     the mask is False on padding and on frames without a face."""
     t = max(c.n_frames for c in clips)
@@ -66,7 +69,7 @@ def pad_batch(clips: Sequence[ClipFeatures]) -> tuple[torch.Tensor, torch.Tensor
     for i, c in enumerate(clips):
         visual[i, :c.n_frames], audio[i, :c.n_frames], mask[i, :c.n_frames] = \
             c.visual, c.audio, c.valid
-    return torch.from_numpy(visual), torch.from_numpy(audio), torch.from_numpy(mask)
+    return visual, audio, mask
 
 
 def pool_matrix(matrix: np.ndarray, side: int = MAX_CROSS_SIDE) -> np.ndarray:
@@ -100,17 +103,15 @@ def _spread(tasks, result, monotone: dict) -> dict[str, np.ndarray]:
     for t in tasks:
         if t.name not in result.spread:
             continue
-        mean = result.scores[t.name].float().cpu().numpy()
-        width = result.spread[t.name].float().cpu().numpy()
+        mean, width = result.scores[t.name], result.spread[t.name]
         curve = monotone.get(t.name)
         out[t.name] = np.abs(apply_monotone(curve, mean + width)
                              - apply_monotone(curve, mean - width)) / 2
     return out
 
 
-@torch.inference_mode()
 def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
-            device: str | torch.device = "cpu", attention: bool = False,
+            device="cpu", attention: bool = False,
             calibration=None) -> list[Prediction]:
     """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length.
     `calibration` (`talkface.calibration.Calibration`, from the checkpoint) maps raw scores to
@@ -126,10 +127,8 @@ def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = [clips[i] for i in chunk]
-            visual, audio, mask = (x.to(device) for x in pad_batch(batch))
-            result = model(visual, audio, mask)
-            raw = {t.name: apply_monotone(monotone.get(t.name),
-                                          result.scores[t.name].float().cpu().numpy())
+            result = forward(model, *pad_batch(batch), device=device)
+            raw = {t.name: apply_monotone(monotone.get(t.name), result.scores[t.name])
                    for t in model.tasks}
             spread = _spread(model.tasks, result, monotone)
             for b, (i, clip) in enumerate(zip(chunk, batch)):
@@ -138,10 +137,9 @@ def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
                 maps = {}
                 if attention:
                     n = clip.n_frames
-                    maps["temporal"] = result.attention["temporal"][b, :n].float().cpu().numpy()
+                    maps["temporal"] = result.attention["temporal"][b, :n].copy()
                     if "cross" in result.attention:
-                        maps["cross"] = pool_matrix(
-                            result.attention["cross"][b, :n, :n].float().cpu().numpy())
+                        maps["cross"] = pool_matrix(result.attention["cross"][b, :n, :n])
                 spreads = {t: float(v[b]) if np.isfinite(scores[t]) else float("nan")
                            for t, v in spread.items()}
                 out[i] = Prediction(scores, maps, spreads)
@@ -151,8 +149,7 @@ def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
 
 
 def predict_arrays(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
-                   device: str | torch.device = "cpu",
-                   calibration=None) -> tuple[np.ndarray, np.ndarray]:
+                   device="cpu", calibration=None) -> tuple[np.ndarray, np.ndarray]:
     """(predictions (N, K), targets (N, K)) in task order, NaN where not judged / unlabelled:
     the arrays every metric is computed from."""
     preds = predict(model, clips, batch_size, device, calibration=calibration)

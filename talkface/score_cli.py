@@ -87,11 +87,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="do not read or write the feature cache")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=8)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--runtime", choices=("onnx", "torch", "int8"),
+                        help="what runs the models (default: onnx where the checkpoint has a "
+                        "current model.onnx, as the shipped ones do, else torch)")
 
 
 def _scorer(args):
     from .api import load_scorer
     return load_scorer(args.checkpoint, cache=not args.no_cache, device=args.device,
+                       runtime=args.runtime,
                        syncnet_weights=getattr(args, "syncnet_weights", None))
 
 

@@ -182,6 +182,8 @@ def main(argv=None) -> int:
                               "label_version", pd.Series([""])).dropna().astype(str)))),
                           "validity": validity(manifest, loaded, test, calibration)},
                     command=args.command, card=card, shipping=True, calibration=calibration)
+    from talkface.export import add_onnx
+    add_onnx(args.out, shipping=True)  # scoring runs model.onnx: never ship a stale one
     print(card)
     return 0
 

@@ -239,8 +239,11 @@ def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
             "reliable_confidence": round(reliable, 4),
             "train_seconds": round(report["train_seconds"], 1)}
     card = sync_card(meta, report, table)
+    shipping = "talkface/checkpoints" in str(args.out.resolve())
     save_checkpoint(args.out, model, model.options.model_dump(), card=card, kind="sync",
-                    shipping="talkface/checkpoints" in str(args.out.resolve()), **meta)
+                    shipping=shipping, **meta)
+    from talkface.export import add_onnx
+    add_onnx(args.out, shipping)  # scoring runs model.onnx (talkface.checkpoint)
     results = args.out.with_name(args.out.name + "-results.json")
     results.write_text(json.dumps(report, indent=1, default=float))
     print(card)

@@ -26,11 +26,11 @@ def _init_worker(config: Optional[ExtractorConfig], threads: int,
                  make: Optional[Callable[[], Any]] = None) -> None:
     # N workers x all-core thread pools would fight over the CPUs: give each its share. This
     # runs in a spawned worker process, never in the caller's.
-    os.environ["OMP_NUM_THREADS"] = str(threads)
     import cv2
-    import torch
+
+    from ..runtime import limit_threads
+    limit_threads(threads)
     cv2.setNumThreads(threads)
-    torch.set_num_threads(threads)
     _PROCESS["extractor"] = _build(config, make)
 
 

@@ -152,10 +152,13 @@ class Extractor:
     from several threads if you like."""
 
     def __init__(self, config: Optional[ExtractorConfig] = None,
-                 visual_backend: Optional[VisualBackend] = None, **overrides) -> None:
+                 visual_backend: Optional[VisualBackend] = None,
+                 sync_runtime: Optional[str] = None, **overrides) -> None:
         """`Extractor()` (defaults), `Extractor(config)`, `Extractor(backend="landmarks",
         max_seconds=10)`: ExtractorConfig fields by name, other keywords are backend options.
-        `visual_backend`: an already built backend to use (its settings win)."""
+        `visual_backend`: an already built backend to use (its settings win). `sync_runtime`:
+        "onnx" or "torch" for the sync model (None: ONNX where its checkpoint has a current
+        model.onnx, `talkface.sync.estimate.load_sync_model`)."""
         config = resolve_config(config, **overrides)
         self.backend = visual_backend or create_backend(config.backend, **config.options)
         self.config = config.model_copy(update={"backend": self.backend.name,
@@ -163,7 +166,7 @@ class Extractor:
         self.sync = None
         if self.config.sync:
             from ..sync.estimate import load_sync_model
-            self.sync = load_sync_model(self.config.sync)
+            self.sync = load_sync_model(self.config.sync, sync_runtime)
         self._identity = None
         self._spec: Optional[FeatureSpec] = None
 

@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 from scipy.ndimage import uniform_filter1d
 
 from ..constants import FPS, HOP, MAX_OFFSET_FRAMES, SAMPLE_RATE
 from ..measures import loudness_db, speech_mask
 from .frontend import (WINDOW, crop_input, lip_input, mel_power, normalise_mel,
                        window_valid)
-from .model import SyncNet
 from .result import SyncResult
 
 MIN_WINDOWS = 8  # fewer valid windows than this (about 0.5 s of face): too short to judge
@@ -33,18 +31,25 @@ COLUMNS = ["sync_d0", "sync_dmin", "sync_local_conf", "sync_local_offset", "sync
            "sync_clip_offset", "sync_clip_score0", "sync_judged"]
 
 
-def load_sync_model(name_or_path: str | os.PathLike) -> "SyncEstimator":
-    """A `SyncEstimator` from a sync checkpoint: a shipped one by name ('sync') or a folder."""
-    from ..checkpoint import load_checkpoint
-    loaded = load_checkpoint(name_or_path, kind="sync")
+def load_sync_model(name_or_path: str | os.PathLike,
+                    runtime: Optional[str] = None) -> "SyncEstimator":
+    """A `SyncEstimator` from a sync checkpoint: a shipped one by name ('sync') or a folder.
+    `runtime`: "onnx" or "torch"; None: its model.onnx when current, else torch
+    (`talkface.checkpoint.scoring_runtime`)."""
+    from ..checkpoint import load_checkpoint, scoring_runtime
+    runtime = scoring_runtime(name_or_path, runtime)
+    loaded = load_checkpoint(name_or_path, runtime="onnx" if runtime == "onnx" else "torch",
+                             kind="sync")
     return SyncEstimator(loaded.model, loaded.meta, loaded.path)
 
 
 class SyncEstimator:
     """A loaded sync model with its preprocessing; see the module docstring."""
 
-    def __init__(self, model: SyncNet, meta, path: Optional[Path] = None) -> None:
-        """`meta`: the checkpoint's `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
+    def __init__(self, model, meta, path: Optional[Path] = None) -> None:
+        """`model`: a `talkface.sync.model.SyncNet` or its ONNX session
+        (`talkface.runtime.OnnxSyncModel`); `meta`: the checkpoint's
+        `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
         self.model, self.meta, self.path = model, meta, path
         self.fingerprint = meta.fingerprint
         self.reliable_confidence = float(meta.reliable_confidence or 0.1)
@@ -52,17 +57,17 @@ class SyncEstimator:
     def column_names(self) -> list[str]:
         return list(COLUMNS)
 
-    @torch.inference_mode()
     def embed(self, lips: np.ndarray, mouths: np.ndarray, valid: np.ndarray,
               audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(video embeddings (S, D), audio embeddings (S, D), window validity (S,)), S = T - 4."""
+        from ..runtime import sync_embed
         n = len(valid)
-        mel = normalise_mel(mel_power(audio, n, self.model.options.n_mels))
         o = self.model.options
-        lip = torch.from_numpy(lip_input(lips, valid).T[None]) if o.lips else None
-        crop = torch.from_numpy(crop_input(mouths, valid)[None]) if o.crops else None
-        v = self.model.embed_video(lip, crop)[0].T.numpy()
-        a = self.model.embed_audio(torch.from_numpy(mel[None]))[0].T.numpy()
+        mel = normalise_mel(mel_power(audio, n, n_mels=o.n_mels))
+        lip = lip_input(lips, valid).T[None] if o.lips else None
+        crop = crop_input(mouths, valid)[None] if o.crops else None
+        video, sound = sync_embed(self.model, lip, crop, mel[None])
+        v, a = video[0].T, sound[0].T
         s = min(len(v), len(a))
         return v[:s], a[:s], window_valid(valid)[:s]
 

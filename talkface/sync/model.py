@@ -24,25 +24,10 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .frontend import CROP_SIZE, N_MELS
-
-
-
-class SyncOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    dim: int = Field(32, gt=0)  # embedding size
-    visual_channels: int = Field(64, gt=0)
-    audio_channels: int = Field(32, gt=0)
-    crop_channels: int = Field(8, gt=0)
-    crop_features: int = Field(96, gt=0)
-    lips: bool = True
-    crops: bool = True
-    dropout: float = Field(0.3, ge=0, lt=1)
-    n_mels: int = N_MELS
-
+from .frontend import CROP_SIZE
+from .options import SyncOptions  # noqa: F401  (re-exported: the model's settings)
 
 def _block1d(i: int, o: int, k: int, s: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(i, o, k, s), nn.BatchNorm1d(o), nn.ReLU(inplace=True))
