@@ -255,7 +255,7 @@ def timeline_plot(result) -> go.Figure:
     levels = [c for c in courses if c.kind == "level"]
     events = [c for c in courses if c.kind == "event"]
     titles = (["Sync confidence per window"] if windows else []) + [
-        f"{c.label} ({c.unit}; the clip's value is the {c.reduce})" for c in levels] + (
+        f"{c.label} ({c.unit}) · clip value: {c.reduce}" for c in levels] + (
         ["Events: " + ", ".join(c.label.lower() for c in events)] if events else [])
     if not titles:
         return empty_figure("no per-frame signals for this clip", "Timeline")

@@ -456,7 +456,7 @@ COURSES = (
     Course("flicker", "Flicker", "grey levels / 255", "flicker", "RMS"),
     Course("blink", "Blinks", "1 = eyes closing", "blink_rate", "count per minute", "event"),
     Course("identity", "Identity similarity", "cosine to the first sampled face",
-           "identity_drift", "1 - the last sample", "level"),
+           "identity_drift", "1 - the lowest similarity between samples", "level"),
 )
 
 
