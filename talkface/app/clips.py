@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from ..cli import VIDEO_SUFFIXES
+from ..constants import VIDEO_SUFFIXES
 from ..errors import TalkfaceError
 from ..leaderboard import RANK_COLUMN, worst
 from ..results import ScoreResult, write_records
