@@ -6,7 +6,8 @@ are always made the way the model was trained on. Features go through the `Featu
 rescoring a clip is a lookup. Scores come from `talkface.predict.predict`, the same function that
 computes every metric on the model card. Besides the scores, a result carries what explains them:
 warnings about the input, the model's attention, the sync figures and curves, which face was
-scored and the identity signal; with `syncnet_weights`, SyncNet's paper-standard LSE-D / LSE-C.
+scored, the identity signal and the time course of every signal that has one (`timeline`);
+with `syncnet_weights`, SyncNet's paper-standard LSE-D / LSE-C.
 
     scorer = talkface.load_scorer()            # the active shipped checkpoint
     result = scorer.score("clip.mp4")
@@ -35,7 +36,7 @@ from .features.extract import Extractor, FeatureBundle, Progress, resolve_config
 from .predict import ClipFeatures, predict
 from .results import (ScoreResult, SignalValue, TaskScore, in_context, no_face_message,
                       task_score)
-from .signals import explain
+from .signals import explain, frame_course
 from .spec import DEFAULT_IDENTITY_FRAMES, FeatureSpec, TaskSpec
 from .sync.correlation import correlation_sync
 from .sync.result import SyncResult
@@ -55,7 +56,7 @@ def extractor_for(spec: FeatureSpec, sync_runtime: Optional[str] = None,
 
 
 def _result_bytes(result: ScoreResult) -> int:
-    arrays = [*result.attention.values(), result.valid]
+    arrays = [*result.attention.values(), *result.timeline.values(), result.valid]
     if result.sync is not None:
         arrays += [result.sync.mouth_open, result.sync.audio_level, result.sync.curve]
     return sum(np.asarray(a).nbytes for a in arrays) + 64 * len(result.info.get("boxes") or [])
@@ -219,7 +220,8 @@ class Scorer:
         sync = sync_result(bundle)
         return ScoreResult(str(name), in_context(tasks, sync), warnings, pred.attention, sync,
                            bundle.valid.copy(), bundle.spec.fps, info, identity=identity,
-                           out_of_distribution=unusual, signals=signals)
+                           out_of_distribution=unusual, signals=signals,
+                           timeline=frame_course(bundle))
 
     def _disagreement(self, tasks: dict[str, TaskScore]) -> tuple[str, ...]:
         """A warning when an ensemble's members disagree: a task's spread above the

@@ -18,11 +18,9 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .constants import DEFAULT_BACKEND, FPS, MAX_SECONDS, MAX_SIDE
+from .constants import DEFAULT_BACKEND, FPS, MAX_SECONDS, MAX_SIDE, VIDEO_SUFFIXES
 from .errors import TalkfaceError
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
-                  ".wmv", ".ts"}
 COMMAND_MODULES = ["talkface.synth.cli", "talkface.legacy_cli", "talkface.score_cli",
                    "talkface.export_cli"]
 

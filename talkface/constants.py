@@ -14,3 +14,6 @@ MAX_SIDE = 512  # longest side of the frames handed to per-frame visual backends
 # generated) over -MAX_OFFSET_FRAMES..+MAX_OFFSET_FRAMES frames: +-600 ms at 25 fps
 MAX_OFFSET_FRAMES = 15
 DEFAULT_BACKEND = "mesh"  # the visual feature backend when none is named (offline, no weights)
+# files taken as videos where a folder is searched (the CLI, the app's batches)
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
+                  ".wmv", ".ts"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,24 +31,35 @@ from .tasks import OVERALL
 @dataclass
 class Comparison:
     """`scores`: one row per clip (group, file, error, one column per task); `leaderboard`: one
-    row per group; `pairwise`: one row per (task, group A, group B)."""
+    row per group; `pairwise`: one row per (task, group A, group B); `results`: {group:
+    [ScoreResult, ...]}, everything known about each clip."""
 
     scores: pd.DataFrame
     leaderboard: pd.DataFrame
     pairwise: pd.DataFrame
     tasks: list[TaskSpec]
+    results: dict[str, list] = field(default_factory=dict)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the leaderboard to `path`, the pairwise table beside it (`*_pairwise.csv`) and
-        one row per clip with its scores or its error (`*_clips.csv`; an empty score is a task
-        not judged)."""
+        one row per clip (`*_clips.csv`): its group, then the per-file CSV row every results
+        file has (`talkface.results.csv_row`: scores, bands, percentiles, sync, signals, the
+        signals behind each task, warnings, error; an empty score is a task not judged), by the
+        file's base name."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.leaderboard.to_csv(path, index=False, float_format="%.4f")
         self.pairwise.to_csv(path.with_name(path.stem + "_pairwise.csv"), index=False,
                              float_format="%.4g")
-        self.scores.to_csv(path.with_name(path.stem + "_clips.csv"), index=False,
-                           float_format="%.4f")
+        clips = path.with_name(path.stem + "_clips.csv")
+        if self.results:
+            from .results import csv_row
+            pd.DataFrame([{"group": group, **csv_row(replace(r, file=Path(r.file).name)
+                                                     .to_dict(detail=False))}
+                          for group, items in self.results.items() for r in items]).to_csv(
+                clips, index=False, float_format="%.4f")
+        else:
+            self.scores.to_csv(clips, index=False, float_format="%.4f")
         return path
 
 
@@ -96,10 +107,21 @@ def with_failures(part: pd.DataFrame, task: TaskSpec) -> np.ndarray:
     return values
 
 
+def ranking_text(tasks: list[TaskSpec]) -> str:
+    """What the leaderboard and the clip table are ranked by, in words."""
+    names = [t.name for t in tasks]
+    if OVERALL in names:
+        task = tasks[names.index(OVERALL)]
+        return (f"{(task.label or task.name).lower()}, each failed clip counted as "
+                f"{worst(task):g} (the worst score)")
+    return "the mean over tasks (lower-is-better tasks negated), failed clips at the worst score"
+
+
 def leaderboard(frame: pd.DataFrame, tasks: list[TaskSpec],
                 confidence: float = 0.95) -> pd.DataFrame:
-    """One row per group: clips given, n scored, n failed, and per task mean / ci_low / ci_high
-    / n (judged clips) / with_failures (failed clips at the worst score). Sorted best first by
+    """One row per group: rank, the value it ranks by (`rank_value`, see `ranking_text`), clips
+    given, n scored, n failed, and per task mean / ci_low / ci_high / n (judged clips) /
+    with_failures (failed clips at the worst score). Sorted best first by
     `overall_with_failures` when there is an `overall` task, else by the mean over tasks."""
     rows = []
     for group, part in frame.groupby("group", sort=False):
@@ -122,8 +144,10 @@ def leaderboard(frame: pd.DataFrame, tasks: list[TaskSpec],
     signs = {t.name: 1.0 if t.higher_is_better else -1.0 for t in tasks}
     rank = board[f"{OVERALL}_with_failures"] * signs[OVERALL] if OVERALL in names else \
         sum(board[f"{n}_with_failures"] * signs[n] for n in names) / len(names)
-    board = board.assign(_rank=rank).sort_values("_rank", ascending=False, na_position="last")
-    return board.drop(columns="_rank").reset_index(drop=True)
+    board = board.assign(rank_value=rank).sort_values("rank_value", ascending=False,
+                                                      na_position="last").reset_index(drop=True)
+    board.insert(0, "rank", board["rank_value"].rank(ascending=False, method="min"))
+    return board
 
 
 def win_rate(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> tuple[float, float]:
@@ -157,7 +181,8 @@ def pairwise(frame: pd.DataFrame, tasks: list[TaskSpec]) -> pd.DataFrame:
 def compare_results(groups: dict[str, list], tasks: list[TaskSpec],
                     confidence: float = 0.95) -> Comparison:
     frame = scores_frame(groups, tasks)
-    return Comparison(frame, leaderboard(frame, tasks, confidence), pairwise(frame, tasks), tasks)
+    return Comparison(frame, leaderboard(frame, tasks, confidence), pairwise(frame, tasks), tasks,
+                      {group: list(items) for group, items in groups.items()})
 
 
 def compare_groups(scorer, groups: dict[str, list], confidence: float = 0.95,
@@ -175,11 +200,14 @@ def compare_groups(scorer, groups: dict[str, list], confidence: float = 0.95,
 
 
 def format_leaderboard(board: pd.DataFrame, tasks: list[TaskSpec], digits: int = 3) -> pd.DataFrame:
-    """Display form: scored / failed counts, then per task 'mean [low, high]' over the judged
+    """Display form: rank, the value it ranks by (`ranked by`, see `ranking_text`), scored / failed
+    counts, then per task 'mean [low, high]' over the judged
     clips ("not judged" where none could be), with N where it differs from the scored count."""
     if board.empty:
-        return pd.DataFrame(columns=["group", "scored", "failed"])
-    out = pd.DataFrame({"group": board["group"],
+        return pd.DataFrame(columns=["rank", "group", RANK_COLUMN, "scored", "failed"])
+    out = pd.DataFrame({"rank": [_int(r) for r in board["rank"]], "group": board["group"],
+                        RANK_COLUMN: [f"{v:.{digits}f}" if np.isfinite(v) else "" for v in
+                                      board["rank_value"]],
                         "scored": [f"{n} of {c}" for n, c in zip(board["n"], board["clips"])],
                         "failed": board["failed"]})
     for task in tasks:
@@ -188,6 +216,13 @@ def format_leaderboard(board: pd.DataFrame, tasks: list[TaskSpec], digits: int =
             zip(board[f"{task.name}_mean"], board[f"{task.name}_ci_low"],
                 board[f"{task.name}_ci_high"], board[f"{task.name}_n"], board["n"])]
     return out
+
+
+RANK_COLUMN = "ranked by"
+
+
+def _int(value) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{int(value)}"
 
 
 def failures(comparison: "Comparison") -> pd.DataFrame:

@@ -236,3 +236,70 @@ def _n_label(frame: pd.DataFrame) -> str:
     if "val.mean.n" in frame and frame["val.mean.n"].notna().any():
         return f", N={int(frame['val.mean.n'].dropna().iloc[-1])} clips"
     return ""
+
+
+TIMELINE_ROW = 120  # one small panel of the timeline, in pixels
+FREEZE_COLOUR = "rgba(220, 57, 18, 0.18)"
+
+
+def timeline_plot(result) -> go.Figure:
+    """Every signal with a time course (`ScoreResult.timeline`, `talkface.signals.COURSES`) in
+    small stacked panels on the clip's time axis, each in its own unit: the sync estimate's
+    confidence per window where the sync model gave one, each per-frame level, and one strip of
+    events (repeated frames, mouth stalls, blinks). Runs of repeated frames are shaded across
+    every panel; gaps are frames without a face."""
+    from .signals import COURSES, freeze_spans
+    courses = [c for c in COURSES if c.name in result.timeline]
+    sync = result.sync
+    windows = sync is not None and sync.window_times.size > 0 and sync.window_confidence.size > 0
+    levels = [c for c in courses if c.kind == "level"]
+    events = [c for c in courses if c.kind == "event"]
+    titles = (["Sync confidence per window"] if windows else []) + [
+        f"{c.label} ({c.unit}) · clip value: {c.reduce}" for c in levels] + (
+        ["Events: " + ", ".join(c.label.lower() for c in events)] if events else [])
+    if not titles:
+        return empty_figure("no per-frame signals for this clip", "Timeline")
+    rows = len(titles)
+    height = TIMELINE_ROW * rows + 90
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles,
+                        vertical_spacing=min(42 / height, 0.9 / max(rows - 1, 1)))
+    t = (np.arange(result.n_frames) + 0.5) / result.fps  # frame k covers [k, k+1) / fps
+    row = 1
+    if windows:
+        fig.add_trace(go.Scatter(x=sync.window_times, y=sync.window_confidence,
+                                 mode="lines+markers", line_color=PALETTE[3], name="sync",
+                                 hovertemplate="t=%{x:.2f}s<br>confidence %{y:.2f}"
+                                               "<extra></extra>"), row=row, col=1)
+        fig.add_hline(y=sync.reliable_confidence, line_dash="dot", line_color="grey", row=row,
+                      col=1, annotation_text="trusted above", annotation_position="top left",
+                      annotation_font_size=10)
+        row += 1
+    for i, c in enumerate(levels):
+        values = np.asarray(result.timeline[c.name], float)
+        sparse = np.isfinite(values).sum() < 0.2 * max(values.size, 1)
+        fig.add_trace(go.Scatter(x=t, y=values, name=c.label, connectgaps=False,
+                                 mode="markers" if sparse else "lines",
+                                 marker=dict(size=8), line=dict(width=1.2),
+                                 line_color=PALETTE[i % len(PALETTE)],
+                                 hovertemplate=f"t=%{{x:.2f}}s<br>{c.label} %{{y:.4g}}"
+                                               f"<extra></extra>"), row=row, col=1)
+        row += 1
+    for i, c in enumerate(events):
+        hit = np.nan_to_num(np.asarray(result.timeline[c.name], float)) > 0.5
+        fig.add_trace(go.Scatter(x=t[hit], y=[c.label] * int(hit.sum()), mode="markers",
+                                 marker=dict(symbol="line-ns-open", size=14,
+                                             color=PALETTE[(i + 1) % len(PALETTE)]),
+                                 name=c.label, hovertemplate=f"t=%{{x:.2f}}s {c.label.lower()}"
+                                                             f"<extra></extra>"), row=row, col=1)
+    if events:
+        fig.update_yaxes(type="category", categoryorder="array",
+                         categoryarray=[c.label for c in events], row=row, col=1)
+    end = result.n_frames / result.fps
+    for start, stop in freeze_spans(result.timeline.get("repeated", []), result.fps):
+        fig.add_vrect(x0=start, x1=stop, fillcolor=FREEZE_COLOUR, line_width=0, layer="below")
+    fig.update_xaxes(range=[0, end])
+    fig.update_xaxes(title_text="time (s)", row=rows, col=1)
+    fig.update_annotations(font_size=12)
+    fig = _layout(fig, "Signals over time (shaded: repeated frames)", height=height)
+    fig.update_layout(showlegend=False, margin=dict(l=60, r=20, t=60, b=40))
+    return fig

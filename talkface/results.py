@@ -208,6 +208,7 @@ class ScoreResult:
     out_of_distribution: Optional[str] = None  # why the inputs look unlike the training data
     signals: dict[str, SignalValue] = field(default_factory=dict)  # measured, `talkface.signals`
     lse: Optional[dict] = None  # SyncNet's LSE-D/LSE-C/offset when weights were given (sync.lse)
+    timeline: dict[str, np.ndarray] = field(default_factory=dict)  # (T,) `signals.frame_course`
 
     @property
     def ok(self) -> bool:
@@ -265,6 +266,7 @@ class ScoreResult:
             out["info"] = {k: v for k, v in self.info.items()
                            if k not in ("warnings", "boxes", "identity", "sync", "repeat_diff")}
             out["boxes"] = self.boxes
+            out["timeline"] = {k: _floats(v) for k, v in self.timeline.items()}
         return out
 
     def face_summary(self) -> dict:
@@ -275,6 +277,44 @@ class ScoreResult:
     @classmethod
     def failed(cls, file: str, error: str) -> "ScoreResult":
         return cls(str(file), {}, (), {}, None, np.zeros(0, bool), 0.0, error=error)
+
+
+def _floats(values) -> list:
+    return [None if not np.isfinite(v) else round(float(v), 6) for v in np.asarray(values, float)]
+
+
+# --- files -------------------------------------------------------------------------------------
+
+def csv_row(record: dict) -> dict:
+    """One CSV row per file from its `ScoreResult.to_dict()` record: scores (empty where not
+    judged), the sync figures, SyncNet's LSE figures where there are some, identity, every
+    measured signal, the signals behind each task (`why_<task>`), error and warnings."""
+    sync, lse = record.get("sync") or {}, record.get("lse")
+    lse_columns = {"lse_d": lse["lse_d"], "lse_c": lse["lse_c"],
+                   "lse_offset_frames": lse["offset_frames"]} if lse else {}
+    return {"file": record["file"], **(record["scores"] or {}),
+            **{f"band_{k}": v for k, v in (record.get("band") or {}).items()},
+            **{f"percentile_{k}": v for k, v in (record.get("percentile") or {}).items()},
+            **{f"sync_{k}": sync.get(k) for k in ("offset_frames", "confidence", "judged",
+                                                  "reliable")},
+            **lse_columns,
+            "identity_consistency": (record.get("identity") or {}).get("consistency"),
+            **{f"signal_{k}": v for k, v in (record.get("signals") or {}).items()},
+            **{f"why_{k}": "; ".join(v) for k, v in (record.get("why") or {}).items()},
+            "error": record["error"], "warnings": "; ".join(record["warnings"])}
+
+
+def write_records(records: list[dict], json_path=None, csv_path=None) -> None:
+    """The per-file results as JSON (the records as they are) and as CSV (`csv_row`), the
+    one format the CLI's `score` / `merge`, Compare's clip table and the app's exports share."""
+    import json
+
+    import pandas as pd
+    if json_path:
+        Path(json_path).write_text(json.dumps(records, indent=1))
+    if csv_path:
+        pd.DataFrame([csv_row(r) for r in records]).to_csv(csv_path, index=False,
+                                                           float_format="%.4f")
 
 
 def no_face_message(name: str, info: Optional[dict] = None) -> str:

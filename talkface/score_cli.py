@@ -151,22 +151,6 @@ def _score_one(scorer, file: Path, face: int, reference):
         return ScoreResult.failed(str(file), str(err))
 
 
-def csv_row(record: dict) -> dict:
-    """One CSV row per file: scores (empty where not judged), the sync figures, SyncNet's LSE
-    figures where there are some, warnings."""
-    sync, lse = record.get("sync") or {}, record.get("lse")
-    lse_columns = {"lse_d": lse["lse_d"], "lse_c": lse["lse_c"],
-                   "lse_offset_frames": lse["offset_frames"]} if lse else {}
-    return {"file": record["file"], **(record["scores"] or {}),
-            **{f"sync_{k}": sync.get(k) for k in ("offset_frames", "confidence", "judged",
-                                                  "reliable")},
-            **lse_columns,
-            "identity_consistency": (record.get("identity") or {}).get("consistency"),
-            **{f"signal_{k}": v for k, v in (record.get("signals") or {}).items()},
-            **{f"why_{k}": "; ".join(v) for k, v in (record.get("why") or {}).items()},
-            "error": record["error"], "warnings": "; ".join(record["warnings"])}
-
-
 def run_score(args: argparse.Namespace) -> int:
     if args.ray is not None:
         args.ray_address, args.paths = ray_address(args.ray, args.paths)
@@ -212,12 +196,8 @@ def _where(args: argparse.Namespace, count: int) -> str:
 
 
 def _write(records: list[dict], json_out, csv_out) -> None:
-    if json_out:
-        Path(json_out).write_text(json.dumps(records, indent=1))
-    if csv_out:
-        import pandas as pd
-        pd.DataFrame([csv_row(r) for r in records]).to_csv(csv_out, index=False,
-                                                           float_format="%.4f")
+    from .results import write_records  # here, so `--help` stays instant
+    write_records(records, json_out, csv_out)
 
 
 def run_merge(args: argparse.Namespace) -> int:

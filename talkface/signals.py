@@ -111,8 +111,13 @@ def face_sharpness(bundle) -> Optional[float]:
 def face_detail(bundle) -> Optional[float]:
     """Median face-crop sharpness plus what the source's resolution alone takes away: a soft or
     blurred face reads low, a small but sharp face does not."""
-    s = face_sharpness(bundle)
-    return None if s is None else s + resolution_loss(native_iod(bundle))
+    frames = _face_detail_frames(bundle)
+    return None if frames is None else float(np.median(frames))
+
+
+def _face_detail_frames(bundle) -> Optional[np.ndarray]:
+    s = _column(bundle, "face_sharpness")
+    return s + resolution_loss(native_iod(bundle)) if _enough(s) else None
 
 
 def _info_series(bundle, key: str) -> Optional[np.ndarray]:
@@ -124,18 +129,24 @@ def _info_series(bundle, key: str) -> Optional[np.ndarray]:
     return series[np.asarray(bundle.valid, bool)[:len(series)]]
 
 
-def mouth_detail(bundle) -> Optional[float]:
-    """Mouth-crop sharpness minus the sharpness of the face's upper half (eyes and brows; log
-    ratio of Laplacian energies): teeth and lip texture keep it near real people's; a blurred or
-    low-resolution pasted mouth (the dubbing generators' 96 px mouth) drops it. Without the upper
-    half (other backends) the whole face crop is the reference."""
+def _mouth_detail_frames(bundle) -> Optional[np.ndarray]:
+    """Mouth detail (below) on each frame with a face."""
     m = _column(bundle, "mouth_sharpness")
     reference = _info_series(bundle, "upper_sharpness")
     if reference is None or reference.size != (0 if m is None else m.size):
         reference = _column(bundle, "face_sharpness")
     if not _enough(m) or reference is None:
         return None
-    return float(np.nanmedian(m - reference))
+    return m - reference
+
+
+def mouth_detail(bundle) -> Optional[float]:
+    """Mouth-crop sharpness minus the sharpness of the face's upper half (eyes and brows; log
+    ratio of Laplacian energies): teeth and lip texture keep it near real people's; a blurred or
+    low-resolution pasted mouth (the dubbing generators' 96 px mouth) drops it. Without the upper
+    half (other backends) the whole face crop is the reference."""
+    frames = _mouth_detail_frames(bundle)
+    return None if frames is None else float(np.nanmedian(frames))
 
 
 def _median_column(name: str, unit: Callable = float) -> Callable:
@@ -240,6 +251,15 @@ def mouth_stall(bundle) -> Optional[float]:
     """Share of speech frames in stretches of at least 0.2 s where the lips do not move (the gap
     between them changes by under 1% of the inter-ocular distance per frame): a mouth that stops
     while the voice goes on."""
+    found = stalled_frames(bundle)
+    if found is None:
+        return None
+    stalled, frames = found
+    return float(stalled.sum() / frames.sum())
+
+
+def stalled_frames(bundle) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(stalled (T,) bool, speech frames with a face (T,) bool) for `mouth_stall`."""
     if "mouth_velocity" not in bundle.spec.visual_names or "log_rms" not in bundle.spec.audio_names:
         return None
     valid = np.asarray(bundle.valid, bool)
@@ -254,14 +274,25 @@ def mouth_stall(bundle) -> Optional[float]:
         run = run + 1 if s else 0
         if run >= run_min:
             stalled[i - run + 1:i + 1] = True
-    return float(stalled.sum() / frames.sum())
+    return stalled, frames
 
 
-def _jitter(bundle, name: str, width: int = 5) -> Optional[float]:
-    x = _column(bundle, name)
-    if not _enough(x):
+def _fast(bundle, *names: str, width: int = 5) -> Optional[np.ndarray]:
+    """On each frame with a face, the size of the fast part (what a `width`-frame average does
+    not follow) of one column, or of several together (root of the sum of squares). A jitter
+    or flicker signal is the RMS of this over the clip."""
+    parts = [_column(bundle, name) for name in names]
+    if any(not _enough(x) for x in parts):
         return None
-    return float(np.sqrt(np.mean(highpass(x, width) ** 2)))
+    return np.sqrt(np.sum([highpass(x, width) ** 2 for x in parts], axis=0))
+
+
+def _rms(x: Optional[np.ndarray]) -> Optional[float]:
+    return None if x is None else float(np.sqrt(np.mean(np.square(x))))
+
+
+def _jitter(bundle, name: str) -> Optional[float]:
+    return _rms(_fast(bundle, name))
 
 
 def head_jitter(bundle) -> Optional[float]:
@@ -279,10 +310,10 @@ def mouth_jitter(bundle) -> Optional[float]:
 def flicker(bundle) -> Optional[float]:
     """RMS of the fast part of the face's brightness and colour (grey levels / 255): flicker of
     light or texture."""
-    parts = [_jitter(bundle, f"face_{s}") for s in ("brightness", "chroma_rg", "chroma_by")]
-    if any(p is None for p in parts):
-        return None
-    return float(np.sqrt(np.sum(np.square(parts))))
+    return _rms(_fast(bundle, *FLICKER_COLUMNS))
+
+
+FLICKER_COLUMNS = ("face_brightness", "face_chroma_rg", "face_chroma_by")
 
 
 def blink_rate(bundle) -> Optional[float]:
@@ -290,20 +321,31 @@ def blink_rate(bundle) -> Optional[float]:
     median over one second, lasting 1-12 frames (FaceMesh's eyelids close only part of the way
     on a blink, so an absolute threshold misses most). Real people blink about 10-20 times a
     minute; some generators never do."""
+    blinks = blink_frames(bundle)
+    if blinks is None:
+        return None
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], blinks.astype(np.int8)])) == 1)
+    return float(starts.size * 60.0 * (bundle.spec.fps or FPS) / blinks.size)
+
+
+def blink_frames(bundle) -> Optional[np.ndarray]:
+    """On each frame with a face: True inside a blink (a dip of the eye aspect ratio as
+    `blink_rate` counts them)."""
     from scipy.ndimage import median_filter
     r, l = _column(bundle, "ear_right"), _column(bundle, "ear_left")
     if not _enough(r) or l is None or r.size < 2 * FPS:
         return None
     ear = (r + l) / 2
     closed = ear < 0.92 * median_filter(ear, size=int(FPS), mode="nearest")
-    blinks, run = 0, 0
-    for c in np.append(closed, False):
+    blinking, run = np.zeros_like(closed), 0
+    for i, c in enumerate(np.append(closed, False)):
         if c:
             run += 1
-        else:
-            blinks += 1 <= run <= 12
-            run = 0
-    return float(blinks * 60.0 * (bundle.spec.fps or FPS) / r.size)
+            continue
+        if 1 <= run <= 12:
+            blinking[i - run:i] = True
+        run = 0
+    return blinking
 
 
 def head_motion(bundle) -> Optional[float]:
@@ -391,3 +433,98 @@ def measure_signals(bundle) -> dict[str, Optional[float]]:
         value = signal.compute(bundle)
         out[signal.name] = None if value is None or not np.isfinite(value) else round(value, 6)
     return out
+
+
+# --- on the clip's time axis ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Course:
+    """A signal's time course: `name` keys `frame_course`'s output, `signal` the clip-level
+    signal it is read into (`reduce` says how), `kind` "level" (a value per frame) or "event"
+    (1 on the frames where something happens, 0 on the others it was looked for on)."""
+
+    name: str
+    label: str
+    unit: str
+    signal: str
+    reduce: str
+    kind: Literal["level", "event"] = "level"
+
+
+COURSES = (
+    Course("face_detail", "Face detail", "log Laplacian energy", "face_detail", "median"),
+    Course("mouth_detail", "Mouth detail", "log ratio", "mouth_detail", "median"),
+    Course("repeated", "Repeated frames", "1 = repeats the previous", "freeze_share",
+           "share, beyond the frame-rate cadence", "event"),
+    Course("mouth_stall", "Mouth stalls", "1 = still lips in speech", "mouth_stall",
+           "share of speech", "event"),
+    Course("head_jitter", "Head jitter", "inter-ocular distances", "head_jitter", "RMS"),
+    Course("mouth_jitter", "Mouth jitter", "inter-ocular distances", "mouth_jitter", "RMS"),
+    Course("flicker", "Flicker", "grey levels / 255", "flicker", "RMS"),
+    Course("blink", "Blinks", "1 = eyes closing", "blink_rate", "count per minute", "event"),
+    Course("identity", "Identity similarity", "cosine to the first sampled face",
+           "identity_drift", "1 - the lowest similarity between samples", "level"),
+)
+
+
+def _on_frames(bundle, values: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Values on the frames with a face -> (T,) float32, NaN on the others."""
+    if values is None:
+        return None
+    valid = np.asarray(bundle.valid, bool)
+    out = np.full(valid.shape, np.nan, np.float32)
+    out[valid] = values
+    return out
+
+
+def _events(found: Optional[tuple[np.ndarray, np.ndarray]]) -> Optional[np.ndarray]:
+    """(happened (T,), looked at (T,)) -> (T,) 1 / 0 where looked at, NaN elsewhere."""
+    if found is None:
+        return None
+    happened, looked = found
+    return np.where(looked, happened.astype(np.float32), np.nan).astype(np.float32)
+
+
+def identity_course(bundle) -> Optional[np.ndarray]:
+    """(T,): the cosine similarity of the face at each frame the identity descriptor was taken
+    (`info["identity"]`) to the first such face, NaN between them."""
+    entry = bundle.info.get("identity") or {}
+    frames, vectors = entry.get("frames") or [], entry.get("descriptors") or []
+    if len(frames) < 2 or len(vectors) != len(frames):
+        return None
+    from .faces.identity import cosine
+    out = np.full(len(bundle.valid), np.nan, np.float32)
+    first = np.asarray(vectors[0], float)
+    for frame, vector in zip(frames, vectors):
+        if 0 <= frame < out.size:
+            out[frame] = cosine(first, np.asarray(vector, float))
+    return out
+
+
+def frame_course(bundle) -> dict[str, np.ndarray]:
+    """The time course of every signal that has one (`COURSES`), each (T,) float32 on the
+    clip's frames, NaN where it was not measured (no face, not looked for); a course that cannot
+    be had (a missing column, too few frames) is left out. These are the per-frame values the
+    clip-level signals are read from (each Course's `reduce`), not a second measurement."""
+    found = {
+        "face_detail": _on_frames(bundle, _face_detail_frames(bundle)),
+        "mouth_detail": _on_frames(bundle, _mouth_detail_frames(bundle)),
+        "repeated": _events(repeated_frames(bundle)),
+        "mouth_stall": _events(stalled_frames(bundle)),
+        "head_jitter": _on_frames(bundle, _fast(bundle, "face_shift")),
+        "mouth_jitter": _on_frames(bundle, _fast(bundle, "mouth_velocity")),
+        "flicker": _on_frames(bundle, _fast(bundle, *FLICKER_COLUMNS)),
+        "blink": _on_frames(bundle, None if (b := blink_frames(bundle)) is None
+                            else b.astype(np.float32)),
+        "identity": identity_course(bundle),
+    }
+    return {c.name: found[c.name] for c in COURSES if found[c.name] is not None}
+
+
+def freeze_spans(repeated: np.ndarray, fps: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of each run of repeated frames in a `frame_course` "repeated"
+    series (frame k covers [k, k + 1) / fps)."""
+    hit = np.nan_to_num(np.asarray(repeated, float)) > 0.5
+    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(float(a) / fps, float(b) / fps) for a, b in zip(starts, ends)]

@@ -120,8 +120,8 @@ def test_app_listens_on_the_loopback_interface_only(app):
     assert addresses and all(a.is_loopback for a in addresses), addresses
 
 
-SCORE_OUTPUTS = ("status", "trust", "cards", "notes", "preview", "json", "radar", "heatmap",
-                 "sync", "cross", "frames")
+SCORE_OUTPUTS = ("status", "trust", "cards", "notes", "preview", "json", "timeline", "radar",
+                 "heatmap", "sync", "cross", "frames")
 
 
 def score(client, upload=None, sample=None, which=None) -> dict:
@@ -139,7 +139,7 @@ def test_score_endpoint(client, face_video):
     assert "Estimated audio offset" in out["notes"]
     data = json.loads(Path(out["json"]).read_text())
     assert set(data["scores"]) == set(TASKS) and len(data["attention"]["temporal"]) == 60
-    for plot in ("radar", "heatmap", "sync", "cross"):
+    for plot in ("timeline", "radar", "heatmap", "sync", "cross"):
         assert out[plot]["type"] == "plotly" and json.loads(out[plot]["plot"])["data"]
     assert len(out["frames"]) == 6  # three most and three least attended frames
 
@@ -200,15 +200,26 @@ def test_compare_endpoint(client, face_video, tmp_path):
     media.write_video(darker, (clip.frames * 0.6).astype(np.uint8), 25, clip.audio)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video" * 50)
-    status, board, failed, bars, pairs, csv = client.predict(
+    status, ranking, board, clips, failed, bars, pairs, csv = client.predict(
         "real", [handle_file(str(face_video))], "dark", [handle_file(str(darker)),
                                                          handle_file(str(face_video)),
                                                          handle_file(str(broken))],
         "", None, "", None, api_name="/compare")
     assert "Compared 4 clips in 2 groups; 1 could not be scored" in status
-    assert board["headers"][:3] == ["group", "scored", "failed"]
-    rows = {row[0]: row for row in board["data"]}
-    assert set(rows) == {"real", "dark"} and rows["dark"][2] == 1 and rows["real"][2] == 0
+    assert board["headers"][:5] == ["rank", "group", "ranked by", "scored", "failed"]
+    assert "ranked by overall" in ranking and "failed clip counted as 0" in ranking
+    rows = {row[1]: row for row in board["data"]}
+    assert set(rows) == {"real", "dark"} and rows["dark"][4] == 1 and rows["real"][4] == 0
+    # every clip, ranked by the value shown beside it; the failed one last, with its reason
+    assert clips["headers"][:4] == ["rank", "ranked by", "group", "file"]
+    assert [row[3] for row in clips["data"]][-1] == "broken.mp4"
+    assert clips["data"][-1][1] == "0.000" and "FAILED" in clips["data"][-1][-1]
+    shown = [float(row[1]) for row in clips["data"]]
+    assert shown == sorted(shown, reverse=True)
+    per_clip = pd.read_csv(next(f for f in csv if f.endswith("_clips.csv")))
+    assert len(per_clip) == 4 and {"group", "file", "overall", "band_overall", "sync_confidence",
+                                   "signal_face_detail", "why_overall", "warnings"} <= set(
+        per_clip.columns)
     assert [row[1] for row in failed["data"]] == ["broken.mp4"]  # which file, and why
     assert "not a video" in failed["data"][0][2]
     assert len(pairs["data"]) == 2 * len(TASKS)  # both orders, per task

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from talkface.results import BAND_NAMES
 from test_app import start_app, stop_app, tiny_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -140,3 +141,25 @@ def test_train_a_tiny_job_and_promote_it(page, app, face_video):
     page.click("#model-refresh")
     page.wait_for_selector("#model-card >> text=browser-run")
     page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+
+
+def test_score_many_clips_into_one_table_and_export_it(page, face_video, noface_video):
+    page.get_by_role("tab", name="Score").click()
+    upload(page, "batch-files", [str(face_video), str(noface_video)])
+    page.wait_for_selector(f"#batch-files >> text={noface_video.stem}")
+    page.click("#batch-button")
+    page.wait_for_selector("#batch-status >> text=Scored 1 of 2 clips", timeout=120_000)
+    page.wait_for_selector(f"#batch-table >> text={noface_video.name}")
+    table = page.inner_text("#batch-table")  # both clips' rows, the failed one too
+    assert face_video.name in table and noface_video.name in table  # base names only
+    assert "FAILED: no face" in table and "0.000" not in table  # its row says why, no score
+    assert any(band in table for band in BAND_NAMES)  # the scored clip has its band
+    assert "/tmp" not in table
+    links = page.locator("#batch-export a[download]")
+    assert sorted(links.evaluate_all("els => els.map(e => e.download)")) == [
+        "batch_talkface.csv", "batch_talkface.json"]
+    for href in links.evaluate_all("els => els.map(e => e.href)"):  # both files are served
+        served = page.request.get(href)
+        assert served.ok and face_video.name in served.text() and "/tmp" not in served.text()
+    page.locator("#batch-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)

@@ -16,9 +16,9 @@ from typing import Optional
 import gradio as gr
 
 from .. import plots
-from ..leaderboard import compare_groups, failures, format_leaderboard
+from ..leaderboard import compare_groups, failures, format_leaderboard, ranking_text
 from ..errors import TalkfaceError
-from . import views
+from . import clips, views
 from .preview import write_preview
 from .state import AppState
 from .views import status_html
@@ -28,9 +28,17 @@ N_GROUPS = 4
 SOURCES = [("uploaded video", "upload"), ("bundled sample", "sample")]
 # what an empty table shows as its header (Gradio's default is "1 2 3")
 DATASET_HEADERS = ["file", "condition", "split", "note"]
-BOARD_HEADERS = ["group", "scored", "failed"]
+BOARD_HEADERS = ["rank", "group", "ranked by", "scored", "failed"]
 FAILED_HEADERS = ["group", "file", "error"]
 PAIRS_HEADERS = ["task", "group_a", "group_b", "win_rate", "p_value"]
+CLIP_HEADERS = ["file", "lip sync", "visual quality", "temporal quality", "overall", "band",
+                "better than", "offset", "sync confidence", "pulled down by", "warnings"]
+# the clip tables fit the page: names get room for a 40-character hash, notes wrap
+CLIP_WIDTHS = ["26%", "5.5%", "5.5%", "6%", "5.5%", "5.5%", "4.5%", "7.5%", "8%", "14.5%",
+               "11.5%"]
+RANKED_WIDTHS = ["3.5%", "5.5%", "5.5%", "22%", "6%", "5%", "5.5%", "5%", "5%", "4.5%", "7%",
+                 "7.5%", "10.5%", "7.5%"]
+CLIP_TABLE_HEIGHT = 2400  # pixels before the table scrolls
 
 
 def _trust(state: AppState) -> str:
@@ -84,6 +92,7 @@ def score_tab(state: AppState) -> None:
                                    interactive=False, elem_id="score-preview", height=300)
                 download = gr.File(label="Result as JSON", elem_id="score-json",
                                    elem_classes=["tf-files"])
+    timeline = gr.Plot(label="Timeline", elem_id="score-timeline")
     with gr.Row():
         radar = gr.Plot(label="Radar", elem_id="score-radar")
         heatmap = gr.Plot(label="Temporal attention", elem_id="score-heatmap")
@@ -93,7 +102,7 @@ def score_tab(state: AppState) -> None:
     gallery = gr.Gallery(label="Most and least attended frames", columns=6, height=240,
                          elem_id="score-frames")
     scored = gr.State(None)  # the clip last scored, for its preview (never set by a client)
-    results = [cards, notes, preview, download, radar, heatmap, sync, cross, gallery]
+    results = [cards, notes, preview, download, timeline, radar, heatmap, sync, cross, gallery]
     outputs = [status, trust, *results, scored]
 
     shown = PageClips()  # what each open page shows, so a late preview cannot overwrite it
@@ -113,7 +122,8 @@ def score_tab(state: AppState) -> None:
             clip = {"path": path, "name": name, "kind": kind, "id": shown.new(request)}
             yield (status_html(scored_text(clip, "the preview follows"), "ok"),
                    _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
-                   None, str(views.write_json(result, folder, name)), plots.result_radar(result),
+                   None, str(views.write_json(result, folder, name)),
+                   plots.timeline_plot(result), plots.result_radar(result),
                    plots.attention_heatmap(result), plots.sync_plot(result.sync),
                    plots.cross_matrix(result), views.thumbnails(result, path), clip)
         except Exception as err:  # the message stays on the page; nothing stale beside it
@@ -165,6 +175,81 @@ def score_tab(state: AppState) -> None:
                  show_progress_on=[status]).then(
         make_preview, scored, [status, preview], concurrency_id="scorer",
         concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+    batch_section(state)
+
+
+def batch_section(state: AppState) -> None:
+    """Score many clips (uploads and/or a folder under --data-root) into one table and files."""
+    folders = lambda: list(clips.folder_choices(state.registry.data_roots))  # noqa: E731
+    gr.Markdown(f"### Score many clips\nUp to {clips.MAX_BATCH} clips, scored one by one as "
+                f"above: upload several, or pick a folder the server was started with "
+                f"(`--data-root`), or both. A clip that cannot be scored keeps its row with the "
+                f"reason.", elem_id="batch-intro")
+    with gr.Row(equal_height=False):
+        files = gr.File(file_count="multiple", label="Clips", elem_id="batch-files",
+                        elem_classes=["tf-files"], scale=2)
+        with gr.Column(scale=1):
+            folder = gr.Dropdown(choices=folders(), value=None, label="...and/or a folder",
+                                 elem_id="batch-folder",
+                                 info="none: start the app with --data-root DIR" if not
+                                 state.registry.data_roots else None)
+            button = gr.Button("Score all", variant="primary", elem_id="batch-button")
+    status = gr.HTML(elem_id="batch-status")
+    table = gr.Dataframe(headers=CLIP_HEADERS, interactive=False, wrap=True,
+                         column_widths=CLIP_WIDTHS, max_height=CLIP_TABLE_HEIGHT,
+                         elem_id="batch-table", elem_classes=["tf-table", "tf-clips"],
+                         label="Per clip: scores in each task's range; band and 'better than' "
+                               "are the overall score's; the signals that pull each score down")
+    export = gr.File(label="The batch as JSON (every clip in full) and CSV", file_count="multiple",
+                     elem_id="batch-export", elem_classes=["tf-files"])
+
+    def run(uploads, picked, progress=gr.Progress()):
+        try:
+            paths, names = _batch_inputs(state, uploads, picked)
+        except Exception as err:
+            yield status_html(failure_text(err, state.redact, "batch"), "error"), None, None
+            return
+        results = []
+        for i, (path, name) in enumerate(zip(paths, names)):
+            progress((i, len(paths)), desc=f"scoring {name}", unit="clips")
+            yield (status_html(f"Scoring {i + 1} of {len(paths)}: {name}...", "busy"),
+                   _clip_table(state, results), None)
+            results += clips.score_batch(state.score, [path], [name])
+        made = clips.write_batch(results, state.request_folder())
+        failed = sum(not r.ok for r in results)
+        text = f"Scored {len(results) - failed} of {len(results)} clips" + (
+            f"; {failed} could not be scored (their rows say why)." if failed else ".")
+        yield (status_html(text, "error" if failed == len(results) else "ok"),
+               _clip_table(state, results), [str(p) for p in made])
+
+    button.click(run, [files, folder], [status, table, export], api_name="score_batch",
+                 concurrency_id="scorer", concurrency_limit=state.workers,
+                 show_progress_on=[status])
+    files.change(lambda: (status_html(""), None, None), None, [status, table, export],
+                 queue=False, api_visibility="private")
+    folder.focus(lambda: gr.update(choices=folders()), None, folder, queue=False,
+                 api_visibility="private")
+
+
+def _batch_inputs(state: AppState, uploads, picked) -> tuple[list[str], list[str]]:
+    """(paths, base names) of the uploads and the picked folder's videos, at most MAX_BATCH."""
+    paths = [f if isinstance(f, str) else f.name for f in uploads or []]
+    if picked:
+        choices = clips.folder_choices(state.registry.data_roots)
+        if picked not in choices:
+            raise TalkfaceError(f"{picked!r} is not a folder under --data-root")
+        root = next(r for r in state.registry.data_roots
+                    if choices[picked].resolve().is_relative_to(r))
+        paths += [str(p) for p in clips.folder_videos(choices[picked], root,
+                                                      limit=clips.MAX_BATCH)]
+    clips.check_batch(paths)
+    return paths, [Path(p).name for p in paths]
+
+
+def _clip_table(state: AppState, results: list, groups=None, ranked: bool = False):
+    if not results:
+        return None
+    return clips.clip_table(results, state.scorer().tasks, groups, ranked, state.redact)
 
 
 class PageClips:
@@ -257,14 +342,19 @@ def compare_tab(state: AppState) -> None:
                 inputs.append(gr.Textbox(value=f"generator {chr(65 + i)}", label="Name",
                                          elem_id=f"group-name-{i}"))
                 files.append(gr.File(file_count="multiple", label="Clips",
-                                     elem_id=f"group-files-{i}", elem_classes=["tf-files"]))
+                                     elem_id=f"group-files-{i}",
+                                     elem_classes=["tf-files", "tf-narrow-files"]))
                 inputs.append(files[-1])
     button = gr.Button("Compare", variant="primary", elem_id="compare-button")
     status = gr.HTML(elem_id="compare-status")
-    board = gr.Dataframe(label="Leaderboard: mean over judged clips [95% bootstrap CI]; ranked "
-                         "with failed clips at the worst score", interactive=False,
-                         headers=BOARD_HEADERS, elem_id="compare-board",
+    ranking = gr.Markdown(elem_id="compare-ranking")
+    board = gr.Dataframe(label="Leaderboard: mean over judged clips [95% bootstrap CI]",
+                         interactive=False, headers=BOARD_HEADERS, elem_id="compare-board",
                          elem_classes=["tf-table"])
+    clip_rows = gr.Dataframe(label="Every clip, ranked the same way", interactive=False,
+                             wrap=True, headers=["rank", "ranked by", "group", *CLIP_HEADERS],
+                             column_widths=RANKED_WIDTHS, max_height=CLIP_TABLE_HEIGHT,
+                             elem_id="compare-clips", elem_classes=["tf-table", "tf-clips"])
     failed = gr.Dataframe(label="Clips that could not be scored", interactive=False,
                           headers=FAILED_HEADERS, elem_id="compare-failed",
                           elem_classes=["tf-table"], wrap=True,
@@ -274,7 +364,7 @@ def compare_tab(state: AppState) -> None:
                          headers=PAIRS_HEADERS, elem_id="compare-pairs", elem_classes=["tf-table"])
     csv = gr.File(label="CSV: leaderboard, pairwise win rates, every clip", file_count="multiple",
                   elem_id="compare-csv", elem_classes=["tf-files"])
-    outputs = [status, board, failed, bars, pairs, csv]
+    outputs = [status, ranking, board, clip_rows, failed, bars, pairs, csv]
 
     @guarded(state.redact, blanks(len(outputs)))
     def compare(*values, progress=gr.Progress()):
@@ -295,8 +385,13 @@ def compare_tab(state: AppState) -> None:
         total = len(result.scores)
         message = f"Compared {total} clips in {len(groups)} groups" + (
             f"; {len(lost)} could not be scored (listed below)." if len(lost) else ".")
+        names = [g for g, items in result.results.items() for _ in items]
+        every = [r for items in result.results.values() for r in items]
         return (status_html(message, "error" if len(lost) == total else "ok"),
+                f"Groups and clips are ranked by {ranking_text(result.tasks)}; the *ranked by* "
+                f"column shows that value.",
                 format_leaderboard(result.leaderboard, result.tasks),
+                _clip_table(state, every, names, ranked=True),
                 lost.assign(error=[state.redact(e) for e in lost["error"]]),
                 plots.grouped_bars(result.leaderboard, result.tasks), result.pairwise.round(4),
                 [str(path), str(path.with_name(path.stem + "_pairwise.csv")),
