@@ -369,10 +369,18 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str = "
 
 
 def _load_onnx(path: Path, kind: Kind = "quality") -> LoadedModel:
+    """An ONNX graph with its metadata: a folder's meta.json and card.md where it has them (they
+    may have changed since the export without the weights changing, e.g. a new calibration from
+    `train.signals`), else the copies embedded in the `.onnx` file."""
     from .runtime import OnnxModel, OnnxSyncModel, onnx_file, read_onnx
+    folder = path if path.is_dir() else None
     path = onnx_file(path)
     session, raw, card = read_onnx(path)
-    meta = parse_meta(raw, path)
+    if folder is not None and (folder / META).exists():
+        meta = read_meta(folder)
+        card = (folder / CARD).read_text() if (folder / CARD).exists() else card
+    else:
+        meta = parse_meta(raw, path)
     if meta.kind != kind:
         raise CheckpointError(f"{path}: a {meta.kind} checkpoint, not a {kind} checkpoint")
     if kind == "sync":

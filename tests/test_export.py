@@ -188,3 +188,21 @@ def test_export_beside_the_weights_makes_a_current_graph(tmp_path):
     assert type(load_sync_model(folder).model).__name__ == "OnnxSyncModel"
     assert main(["export", "--checkpoint", str(folder), "--format", "int8",
                  "--out", str(tmp_path / "int8")]) == 2  # a sync model has no int8 export
+
+
+def test_a_folder_s_onnx_graph_reads_the_folder_s_current_metadata(tmp_path):
+    """meta.json may change without the weights changing (`train.signals` writes a new
+    calibration): the ONNX runtime then scores with the folder's meta.json, as torch does, not
+    with the copy embedded at export time."""
+    from talkface.checkpoint import load_checkpoint
+    folder = tmp_path / "default"
+    shutil.copytree(SHIPPED, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["calibration"]["penalties"] = {}
+    meta["data"] = {**(meta.get("data") or {}), "note": "recalibrated"}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert onnx_problem(folder) is None  # same weights: the graph is still current
+    onnx, torch_loaded = load_checkpoint(folder, runtime="onnx"), load_checkpoint(folder)
+    assert onnx.meta.calibration == torch_loaded.meta.calibration
+    assert onnx.meta.calibration["penalties"] == {}
+    assert onnx.meta.data["note"] == "recalibrated"
