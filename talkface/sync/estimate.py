@@ -30,6 +30,9 @@ MIN_WINDOWS = 8  # fewer valid windows than this (about 0.5 s of face): too shor
 LOCAL = 25  # windows per stretch of the curve over time (1 s)
 SPEECH_FRACTION = 0.1  # below this share of speech frames: no speech to judge sync on
 PROFILE_FRACTION = 0.5  # above this share of profile frames: the mouth cannot be seen
+# Changes how the columns are computed from the same weights: keys the feature cache (like the
+# face backend's revision) without entering the FeatureSpec. 2: speech-weighted clip curve.
+REVISION = 2
 SILENT_WEIGHT = 0.1  # how much a window without speech counts in the clip's offset curve
 COLUMNS = ["sync_d0", "sync_dmin", "sync_local_conf", "sync_local_offset", "sync_clip_conf",
            "sync_clip_offset", "sync_clip_score0", "sync_judged"]
@@ -59,6 +62,7 @@ class SyncEstimator:
         """`meta`: the checkpoint's `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
         self.model, self.meta, self.path = model, meta, path
         self.fingerprint = meta.fingerprint
+        self.revision = REVISION
         self.reliable_confidence = float(meta.reliable_confidence or 0.1)
 
     def column_names(self) -> list[str]:
