@@ -219,3 +219,13 @@ def test_reliable_threshold_keeps_95_percent_of_shown_offsets_right():
     fit = fit_reliable(list(zip(conf, right)), other=[0.1, 0.2, 0.3])
     assert fit["reliable_precision"] >= 0.95 and 0.02 < fit["reliable_coverage"] < 0.5
     assert fit_reliable(list(zip(conf, right)), other=[0.99])["reliable_threshold"] >= 0.99
+
+
+def test_clips_whose_track_may_not_be_own_speech_are_not_positives():
+    import pandas as pd
+
+    from train.sync import sync_positives
+    table = pd.DataFrame({"name": ["a", "b", "c", "d", "e"], "positive": [True] * 4 + [False],
+                          "notes": ["own speech", "DOUBTFUL own-speech: dubbed",
+                                    "a MIXTURE of both voices", None, "SHORT"]})
+    assert sync_positives(table) == {"a", "d"}
