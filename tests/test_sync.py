@@ -219,6 +219,8 @@ def test_reliable_threshold_keeps_95_percent_of_shown_offsets_right():
     fit = fit_reliable(list(zip(conf, right)), other=[0.1, 0.2, 0.3])
     assert fit["reliable_precision"] >= 0.95 and 0.02 < fit["reliable_coverage"] < 0.5
     assert fit_reliable(list(zip(conf, right)), other=[0.99])["reliable_threshold"] >= 0.99
+    never = fit_reliable(list(zip(conf, conf < 0.5)), other=list(np.linspace(0, 0.4, 21)))
+    assert not never["reliable_target_met"] and never["reliable_threshold"] == pytest.approx(0.38)
 
 
 def test_clips_whose_track_may_not_be_own_speech_are_not_positives():

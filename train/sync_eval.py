@@ -136,9 +136,11 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
 
 def fit_reliable(judged, other, target: float = 0.95) -> dict:
     """The confidence above which a whole-clip offset is shown as reliable: the lowest at which
-    at least `target` of the offsets at or above it are within one frame of the truth, and never
-    below the 95th percentile of other-speaker confidences. Its precision and coverage (share
-    of offsets shown as reliable) on the same offsets."""
+    at least `target` of the offsets at or above it (5 or more) are within one frame of the
+    truth, and never below the 95th percentile of other-speaker confidences. Where no
+    confidence reaches `target`, that percentile alone (`reliable_target_met` False): "reliable"
+    then only says the audio is not another speaker's. Its precision and coverage (share of
+    offsets shown as reliable) on the same offsets."""
     if not judged:
         return {}
     conf = np.array([c for c, _ in judged])
@@ -146,13 +148,11 @@ def fit_reliable(judged, other, target: float = 0.95) -> dict:
     order = np.argsort(-conf)
     precision = np.cumsum(ok[order]) / np.arange(1, len(ok) + 1)
     good = np.flatnonzero((precision >= target) & (np.arange(1, len(ok) + 1) >= 5))
-    threshold = float(conf[order][good[-1]]) if good.size else float(conf.max())
-    if len(other):
-        threshold = max(threshold, float(np.percentile(other, 95)))
-    shown = conf >= threshold
-    return {"reliable_threshold": threshold,
-            "reliable_precision": float(ok[shown].mean()) if shown.any() else float("nan"),
-            "reliable_coverage": float(shown.mean())}
+    floor = float(np.percentile(other, 95)) if len(other) else 0.0
+    threshold = max(float(conf[order][good[-1]]), floor) if good.size else floor
+    precision_at, coverage = reliable_at(judged, threshold)
+    return {"reliable_threshold": threshold, "reliable_target_met": bool(good.size),
+            "reliable_precision": precision_at, "reliable_coverage": coverage}
 
 
 def reliable_at(judged, threshold: float) -> tuple[float, float]:
@@ -344,7 +344,9 @@ against audio shifted by 8 frames or more. Whole-clip curves weigh each window b
 its audio holds (silence counts a tenth). Confidence below {meta['reliable_confidence']} means "not
 reliable": the lowest confidence at which 95% of the held-out offsets at or above it (audio
 shifted by up to 12 frames, 4-fold speaker CV) are within one frame of the truth, and at least the
-95th percentile of other-speaker confidences.
+95th percentile of other-speaker confidences; where no confidence reaches 95%, that percentile
+alone, and "reliable" then only says the audio is not another speaker's (the precision and
+coverage of "reliable" offsets are in the table).
 
 ## Limits
 
