@@ -161,3 +161,73 @@ def test_train_sync_end_to_end_writes_a_loadable_model(tmp_path):
     a, b = extractor.spec.audio_groups["sync"]
     assert list(extractor.spec.audio_names[a:b]) == COLUMNS
     assert bundle.info["sync"]["judged"] and extractor.spec.sync_version == est.fingerprint
+
+
+def test_silent_windows_do_not_vote_for_the_offset():
+    """Windows whose audio is silence (where every offset fits about equally, here a little
+    better at +5) count a tenth: the speech windows' offset 0 wins the whole-clip curve."""
+    from talkface.sync.estimate import speech_weights
+    s, offsets = 200, np.arange(-15, 16)
+    t = np.arange(s)
+    gap = t[None, :] - t[:, None]  # column - row: the offset each pair stands for
+    speech = np.zeros(s, bool)
+    speech[:40] = True  # 40 windows of speech, then 160 of silence
+    dist = np.where(speech[:, None], 0.5 + 0.5 * (gap != 0), 1.0 - 0.2 * (gap == 5))
+    audio = np.r_[_speech(44), np.zeros(160 * 640, np.float32)]
+    weights = speech_weights(audio, s)
+    assert weights[:30].min() == 1.0 and weights[60:].max() == pytest.approx(0.1)
+    valid = np.ones(s, bool)
+    plain = SyncEstimator.curve(dist, valid, offsets)
+    weighted = SyncEstimator.curve(dist, valid, offsets, weights=weights)
+    assert offsets[np.argmin(plain)] == 5 and offsets[np.argmin(weighted)] == 0
+    assert (SyncEstimator.curve(dist, valid, offsets, weights=np.ones(s)) == plain).all()
+
+
+def test_frame_rate_augmentation_holds_frames_without_shifting_them():
+    from train.sync import resample_frames
+    frames = np.arange(10, 30)
+    assert (resample_frames(frames, 25.0) == frames).all()
+    held = resample_frames(frames, 12.5)
+    assert len(np.unique(held)) <= 11 and held[0] == 10 and np.abs(held - frames).max() <= 1
+    assert abs(np.mean(held - frames)) <= 0.5  # no systematic lag of the video
+
+
+def test_resolution_and_jpeg_augmentation_change_crops_not_their_layout():
+    from train.sync import SyncTrainConfig, degrade_crops
+    from train.sync_data import SyncClip
+    rng = np.random.default_rng(0)
+    t = 40
+    mouths = np.clip(rng.normal(128, 40, (t, 48, 96)), 0, 255).astype(np.uint8)
+    valid = np.ones(t, bool)
+    clip = SyncClip("a", "a", lip_input(rng.random((t, 40, 2)), valid), crop_input(mouths, valid),
+                    np.zeros((40, 4 * t + 1), np.float32), valid, window_valid(valid),
+                    np.zeros(t), np.zeros(t * 640, np.float32), mouths)
+    frames = np.arange(5, 25)
+    off = degrade_crops(clip, frames, rng, SyncTrainConfig())
+    assert (off == clip.crops[frames]).all()
+    for fields in ({"resolution_probability": 1.0}, {"jpeg_probability": 1.0}):
+        out = degrade_crops(clip, frames, rng, SyncTrainConfig(**fields))
+        assert out.shape == off.shape and out.dtype == np.float32 and np.isfinite(out).all()
+        assert 0.05 < np.abs(out - off).mean() < np.abs(off).mean()
+
+
+def test_reliable_threshold_keeps_95_percent_of_shown_offsets_right():
+    from train.sync_eval import fit_reliable
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0, 1, 400)
+    right = rng.uniform(0, 1, 400) < conf  # the more confident, the more often right
+    fit = fit_reliable(list(zip(conf, right)), other=[0.1, 0.2, 0.3])
+    assert fit["reliable_precision"] >= 0.95 and 0.02 < fit["reliable_coverage"] < 0.5
+    assert fit_reliable(list(zip(conf, right)), other=[0.99])["reliable_threshold"] >= 0.99
+    never = fit_reliable(list(zip(conf, conf < 0.5)), other=list(np.linspace(0, 0.4, 21)))
+    assert not never["reliable_target_met"] and never["reliable_threshold"] == pytest.approx(0.38)
+
+
+def test_clips_whose_track_may_not_be_own_speech_are_not_positives():
+    import pandas as pd
+
+    from train.sync import sync_positives
+    table = pd.DataFrame({"name": ["a", "b", "c", "d", "e"], "positive": [True] * 4 + [False],
+                          "notes": ["own speech", "DOUBTFUL own-speech: dubbed",
+                                    "a MIXTURE of both voices", None, "SHORT"]})
+    assert sync_positives(table) == {"a", "d"}

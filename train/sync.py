@@ -24,6 +24,7 @@ Recipe and ablations: docs/sync.md. One thread trains it in about 4 minutes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -31,18 +32,20 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from talkface.constants import MAX_OFFSET_FRAMES
+from talkface.constants import FPS, MAX_OFFSET_FRAMES
 from talkface.errors import TalkfaceError
-from talkface.sync.frontend import MEL_PER_FRAME, MEL_WINDOW, WINDOW, normalise_mel
+from talkface.sync.frontend import (MEL_PER_FRAME, MEL_WINDOW, WINDOW, crop_input,
+                                     normalise_mel)
 from talkface.sync.model import SyncNet, SyncOptions
 
 from .sync_data import SyncClip, load_pool
-from .sync_eval import (cross_pairs, embed, evaluate_baseline, evaluate_split, figures,
+from .sync_eval import (embed, evaluate_baseline, evaluate_split, held_out_figures,
                         shifted_curves, write_report)
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ class SyncTrainConfig(BaseModel):
     label_smoothing: float = Field(0.2, ge=0, lt=1)
     freq_mask: int = Field(8, ge=0)
     noise_probability: float = Field(0.5, ge=0, le=1)
+    # each with this probability per segment: mouth crops at a lower resolution, JPEG-compressed
+    # crops, video resampled from a 12.5-25 fps source (frames held, the audio untouched)
+    resolution_probability: float = Field(0.0, ge=0, le=1)
+    jpeg_probability: float = Field(0.0, ge=0, le=1)
+    frame_rate_probability: float = Field(0.0, ge=0, le=1)
     seed: int = 0
 
 
@@ -83,9 +91,11 @@ class Sampler:
         lips, crops, mels, ids = [], [], [], []
         for ci, t0 in self.starts[rng.integers(len(self.starts), size=size)]:
             c = self.clips[ci]
-            frames = slice(t0, t0 + na + WINDOW - 1)
+            frames = np.arange(t0, t0 + na + WINDOW - 1)
+            if rng.random() < cfg.frame_rate_probability:
+                frames = resample_frames(frames, rng.uniform(12.5, 25.0))
             lips.append(augment_lips(c.lips[frames], rng).T)
-            crops.append(augment_crops(c.crops[frames], rng))
+            crops.append(augment_crops(degrade_crops(c, frames, rng, cfg), rng))
             m0 = MEL_PER_FRAME * (t0 - MAX_OFFSET_FRAMES)
             m1 = MEL_PER_FRAME * (t0 + na - 1 + MAX_OFFSET_FRAMES) + MEL_WINDOW
             mel = normalise_mel(augment_mel(c.mel[:, m0:m1], rng, cfg.noise_probability))
@@ -116,6 +126,44 @@ def augment_lips(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     delta = np.zeros_like(out)
     delta[1:] = out[1:] - out[:-1]
     return np.concatenate([out, delta * 3.0], 1).astype(np.float32)
+
+
+def resample_frames(frames: np.ndarray, source_fps: float) -> np.ndarray:
+    """The frames a 25 fps video made from a `source_fps` one shows: each output frame holds
+    the nearest earlier-or-equal source instant, rounded to the nearest 25 fps frame we have,
+    so the held frames lag by half a source frame at most on average and not at all at zero."""
+    t = (frames - frames[0]) / FPS
+    source = np.floor(t * source_fps + 0.5) / source_fps  # nearest source instant
+    return frames[0] + np.clip(np.rint(source * FPS).astype(int), 0, len(frames) - 1)
+
+
+def degrade_crops(clip: SyncClip, frames: np.ndarray, rng: np.random.Generator,
+                  cfg: SyncTrainConfig) -> np.ndarray:
+    """The segment's model crops, as if the video were of lower resolution (the raw mouth
+    crop down- and up-scaled) and/or JPEG-compressed at quality 10-60: the degradation's change
+    to each normalised crop, less its mean over the segment (which the clip-mean subtraction
+    of `crop_input` would remove), is added to the clean input."""
+    clean = clip.crops[frames]
+    low_res = rng.random() < cfg.resolution_probability
+    jpeg = rng.random() < cfg.jpeg_probability
+    if clip.mouths is None or not (low_res or jpeg):
+        return clean
+    raw = clip.mouths[frames]
+    h, w = raw.shape[1:]
+    scale, quality = rng.uniform(0.15, 0.6), int(rng.integers(10, 61))
+    out = []
+    for m in raw:
+        if low_res:
+            small = cv2.resize(m, (max(4, round(w * scale)), max(2, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+            m = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if jpeg:
+            m = cv2.imdecode(cv2.imencode(".jpg", m, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                             cv2.IMREAD_GRAYSCALE)
+        out.append(m)
+    ok = clip.valid[frames]
+    change = crop_input(np.stack(out), ok) - crop_input(raw, ok)  # both minus their own mean
+    return (clean + change).astype(np.float32)
 
 
 def augment_crops(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -205,8 +253,7 @@ def realign(model: SyncNet, clips: list[SyncClip], limit: int = 3) -> tuple[list
         mel = np.concatenate([clip.mel[:, shift:], np.repeat(clip.mel[:, -1:], shift, 1)], 1) \
             if shift > 0 else np.concatenate([np.repeat(clip.mel[:, :1], -shift, 1),
                                               clip.mel[:, :shift]], 1)
-        out.append(SyncClip(clip.name, clip.speaker, clip.lips, clip.crops, mel, clip.valid,
-                            clip.wvalid, clip.mouth_gap, clip.audio))
+        out.append(dataclasses.replace(clip, mel=mel))
         moved[clip.name] = offset
     return out, moved
 
@@ -225,43 +272,74 @@ def train_with_realignment(clips: list[SyncClip], cfg: SyncTrainConfig,
 
 # ---- the command ------------------------------------------------------------------------------
 
-def cross_validate(clips: list[SyncClip], cfg, opts, folds: int, rounds: int = 0) -> dict:
-    """K-fold over speakers: every clip held out once; figures pooled over the folds.
-    `rounds`: self-training alignment rounds within each fold (`train.sync.realign`)."""
+def speaker_folds(clips: list[SyncClip], folds: int) -> dict[str, int]:
+    """speaker -> fold (0..folds-1), a fixed permutation of the sorted speakers."""
     speakers = sorted({c.speaker for c in clips})
     order = np.random.default_rng(123).permutation(len(speakers))
-    fold = {speakers[i]: n % folds for n, i in enumerate(order)}
-    held, dists, models = [], [], []
+    return {speakers[i]: n % folds for n, i in enumerate(order)}
+
+
+def train_fold(clips: list[SyncClip], cfg, opts, folds: int, k: int, rounds: int = 0,
+               keep: Optional[Path] = None) -> SyncNet:
+    """The model of CV fold k (trained without fold k's speakers). With `keep`, its weights are
+    saved as keep/fold{k}.pt and taken from there instead when that file was made with the same
+    config, options and training clips (so folds can be trained apart and reused)."""
+    fold = speaker_folds(clips, folds)
+    fold_cfg = cfg.model_copy(update={"seed": cfg.seed + k})
+    train = [c for c in clips if fold[c.speaker] != k]
+    recipe = {"config": fold_cfg.model_dump(), "options": (opts or SyncOptions()).model_dump(),
+              "rounds": rounds, "train": sorted(c.name for c in train)}
+    path = keep / f"fold{k}.pt" if keep is not None else None
+    if path is not None and path.exists():
+        saved = torch.load(path, weights_only=True)
+        if saved["recipe"] == recipe:
+            model = SyncNet(opts)
+            model.load_state_dict(saved["state"])
+            model.eval()
+            model.train_seconds = saved["train_seconds"]
+            log.info("fold %d: weights from %s", k, path)
+            return model
+    model = train_with_realignment(train, fold_cfg, opts, rounds)[0] if rounds else \
+        train_sync(train, fold_cfg, opts)
+    if path is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": model.state_dict(), "recipe": recipe,
+                    "train_seconds": model.train_seconds}, path.with_suffix(".part"))
+        path.with_suffix(".part").replace(path)
+    return model
+
+
+def cross_validate(clips: list[SyncClip], cfg, opts, folds: int, rounds: int = 0,
+                   keep: Optional[Path] = None) -> dict:
+    """K-fold over speakers: every clip held out once; figures pooled over the folds.
+    `rounds`: self-training alignment rounds within each fold (`train.sync.realign`); `keep`:
+    where each fold's weights are saved and reused (`train_fold`)."""
+    fold = speaker_folds(clips, folds)
+    held, models = [], []
     for k in range(folds):
-        fold_cfg = cfg.model_copy(update={"seed": cfg.seed + k})
-        train = [c for c in clips if fold[c.speaker] != k]
-        model = train_with_realignment(train, fold_cfg, opts, rounds)[0] if rounds else \
-            train_sync(train, fold_cfg, opts)
-        models.append(model)
-        for c in clips:
-            if fold[c.speaker] == k:
-                held.append(c)
-                dists.append((embed(model, c), model))
-
-    def curves_of(i, k, context):
-        return shifted_curves(dists[i][0], held[i].wvalid, k, context)
-
-    cross = []
-    for i, j in cross_pairs(held):
-        model = dists[i][1]
-        o = model.options
-        with torch.inference_mode():
-            v = model.embed_video(torch.from_numpy(held[i].lips.T[None]) if o.lips else None,
-                                  torch.from_numpy(held[i].crops[None]) if o.crops else None)[0].T
-            au = model.embed_audio(torch.from_numpy(normalise_mel(held[j].mel)[None]))[0].T
-        s = min(len(v), len(au))
-        cv = shifted_curves(np.sqrt(np.maximum(2 - 2 * v[:s].numpy() @ au[:s].numpy().T, 0)),
-                            held[i].wvalid[:s], 0)
-        if len(cv):
-            cross.append((i, j, cv[0]))
-    return {"folds": folds, "model": figures(curves_of, held, cross),
+        model = train_fold(clips, cfg, opts, folds, k, rounds, keep)
+        out = [c for c in clips if fold[c.speaker] == k]
+        held += out
+        models += [model] * len(out)
+    return {"folds": folds, "model": held_out_figures(held, models),
             "baseline": evaluate_baseline(held),
             "train_seconds": float(np.mean([m.train_seconds for m in models]))}
+
+
+# Notes that say the track may not be the visible person's own speech alone: dubbed or
+# translated tracks, two voices at once, a music bed. On the pool's 2026-12-07 rows the shipped
+# model's confidence on all eleven such clips (0.02-0.11, median 0.04) sat at or below the 95th
+# percentile of its other-speaker confidences (0.096), unlike the other new clips (median 0.16).
+NOT_OWN_SPEECH = ("DOUBTFUL", "MIXTURE", "music bed")
+
+
+def sync_positives(table) -> set[str]:
+    """Names of the clips trained and evaluated on as in sync with their own speech: the
+    footage's positives less those whose notes doubt the track (NOT_OWN_SPEECH)."""
+    notes = table["notes"].fillna("").astype(str) if "notes" in table.columns else \
+        table["name"].map(lambda _: "")
+    doubtful = notes.map(lambda n: any(word in n for word in NOT_OWN_SPEECH))
+    return set(table.loc[table["positive"] & ~doubtful, "name"])
 
 
 def main(argv=None) -> int:
@@ -274,11 +352,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cv", type=int, default=0, help="also run K-fold speaker cross-validation")
     p.add_argument("--lips-only", action="store_true", help="no mouth crops (cheaper)")
+    p.add_argument("--degrade", type=float, default=0.0, help="probability of each of the "
+                   "resolution, JPEG and frame-rate augmentations per segment")
+    p.add_argument("--keep-folds", type=Path, help="save each CV fold's weights here, and "
+                   "reuse those trained with the same recipe")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
-    cfg = SyncTrainConfig(steps=args.steps, seed=args.seed)
+    cfg = SyncTrainConfig(steps=args.steps, seed=args.seed, resolution_probability=args.degrade,
+                          jpeg_probability=args.degrade, frame_rate_probability=args.degrade)
     opts = SyncOptions(crops=not args.lips_only)
     cache = args.cache or args.out.with_name(args.out.name + "-inputs")
     try:
@@ -286,7 +369,7 @@ def main(argv=None) -> int:
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    positives = set(table.loc[table["positive"], "name"])
+    positives = sync_positives(table)
     side = {name: split[c.speaker] for name, c in clips.items()}
     train_clips = [c for n, c in clips.items() if side[n] == "train" and n in positives]
     model = train_sync(train_clips, cfg, opts)
@@ -298,7 +381,7 @@ def main(argv=None) -> int:
         report[name] = evaluate_split(model, held)
     if args.cv:
         report["cv"] = cross_validate([c for n, c in clips.items() if n in positives], cfg, opts,
-                                      args.cv)
+                                      args.cv, keep=args.keep_folds)
     write_report(model, report, table, clips, args, cache)
     return 0
 

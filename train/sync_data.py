@@ -34,6 +34,7 @@ class SyncClip:
     wvalid: np.ndarray  # (T - 4,)
     mouth_gap: np.ndarray  # (T,) for the correlation baseline
     audio: np.ndarray
+    mouths: Optional[np.ndarray] = None  # (T, 48, 96) uint8 canonical crops, for degradation
 
     @property
     def n_frames(self) -> int:
@@ -72,7 +73,7 @@ def prepare(name: str, speaker: str, npz: Path, opts: SyncOptions) -> Optional[S
         return None
     return SyncClip(name, speaker, lip_input(lips, valid), crop_input(mouths, valid),
                     mel_power(audio, len(valid), opts.n_mels), valid, window_valid(valid),
-                    np.where(valid, lip_gap(np.nan_to_num(lips)), np.nan), audio)
+                    np.where(valid, lip_gap(np.nan_to_num(lips)), np.nan), audio, mouths)
 
 
 def load_pool(real: Path, cache: Path, opts: SyncOptions, kinds=("talking_with_audio",)):

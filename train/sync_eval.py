@@ -25,6 +25,7 @@ from talkface.markdown import markdown_table
 from talkface.measures import highpass, loudness_db
 from talkface.metrics import auc
 from talkface.sync.correlation import correlation_curve
+from talkface.sync.estimate import speech_weights
 from talkface.sync.frontend import normalise_mel
 
 from .sync_data import SyncClip
@@ -45,17 +46,22 @@ def embed(model, clip: SyncClip) -> np.ndarray:
     return np.sqrt(np.maximum(2 - 2 * v[:s] @ a[:s].T, 0))
 
 
-def shifted_curves(dist: np.ndarray, wvalid: np.ndarray, k: int, context=None) -> np.ndarray:
+def shifted_curves(dist: np.ndarray, wvalid: np.ndarray, k: int, context=None,
+                   weights=None) -> np.ndarray:
     """Distance curves over OFFSETS with the audio shifted by k: (chunks, 31); one row for the
-    whole clip (context None), else one per chunk of `context` windows with every pair present."""
+    whole clip (context None), else one per chunk of `context` windows with every pair present.
+    `weights` (S,): per audio window, as `SyncEstimator.curve` takes them (whole clip only)."""
     s = dist.shape[0]
     t = np.arange(s)
     cols = t[:, None] + OFFSETS[None] - k
     ok = (cols >= 0) & (cols < dist.shape[1]) & wvalid[:s, None]
-    values = np.where(ok, dist[t[:, None], np.clip(cols, 0, dist.shape[1] - 1)], 0.0)
+    safe = np.clip(cols, 0, dist.shape[1] - 1)
+    values = np.where(ok, dist[t[:, None], safe], 0.0)
     if context is None:
-        n = ok.sum(0)
-        return (values.sum(0) / n)[None] if (n > 0).all() else np.zeros((0, len(OFFSETS)))
+        w = ok * (1.0 if weights is None else weights[safe])
+        n = w.sum(0)
+        return ((w * values).sum(0) / n)[None] if (ok.sum(0) > 0).all() else \
+            np.zeros((0, len(OFFSETS)))
     full, out, i = ok.all(1), [], 0
     while i + context <= s:
         if full[i:i + context].all():
@@ -72,6 +78,7 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
     rel = {c: [] for c in (None, *CONTEXTS)}
     conf = {"sync": [], "shift": [], "other": []}
     score0 = {"sync": [], "shift": []}
+    judged = []  # (confidence, |error| <= 1) of whole-clip offsets at |k| <= 12
     per_clip = []
     for i, clip in enumerate(clips):
         base_curve = curves_of(i, 0, None)
@@ -90,6 +97,9 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
                 if c is None:
                     clip_err.append(int(pred[0] - k))
                     curve = cv[0]
+                    if abs(k) <= 12:
+                        judged.append((float(np.median(curve) - curve.min()),
+                                       abs(int(pred[0] - k)) <= 1))
                     kind = "sync" if k == 0 else "shift" if abs(k) >= 8 else None
                     if kind:
                         conf[kind].append(float(np.median(curve) - curve.min()))
@@ -108,6 +118,10 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
         out[f"{name}_within_1"] = float((np.abs(e) <= 1).mean()) if e.size else float("nan")
         out[f"{name}_relative_within_1"] = float((np.abs(r) <= 1).mean()) if r.size else \
             float("nan")
+    ok = np.array([j[1] for j in judged], bool)
+    out["whole_within_1_k12"] = float(ok.mean()) if ok.size else float("nan")
+    out["offsets_judged"] = judged
+    out.update(fit_reliable(judged, conf["other"]))
     out["clips_native_within_1"] = float(np.mean([abs(p["offset_at_0"]) <= 1 for p in per_clip]))
     out["clips_native_within_2"] = float(np.mean([abs(p["offset_at_0"]) <= 2 for p in per_clip]))
     for kind, values in conf.items():
@@ -120,6 +134,35 @@ def figures(curves_of, clips: list[SyncClip], cross) -> dict:
     return out
 
 
+def fit_reliable(judged, other, target: float = 0.95) -> dict:
+    """The confidence above which a whole-clip offset is shown as reliable: the lowest at which
+    at least `target` of the offsets at or above it (5 or more) are within one frame of the
+    truth, and never below the 95th percentile of other-speaker confidences. Where no
+    confidence reaches `target`, that percentile alone (`reliable_target_met` False): "reliable"
+    then only says the audio is not another speaker's. Its precision and coverage (share of
+    offsets shown as reliable) on the same offsets."""
+    if not judged:
+        return {}
+    conf = np.array([c for c, _ in judged])
+    ok = np.array([o for _, o in judged], float)
+    order = np.argsort(-conf)
+    precision = np.cumsum(ok[order]) / np.arange(1, len(ok) + 1)
+    good = np.flatnonzero((precision >= target) & (np.arange(1, len(ok) + 1) >= 5))
+    floor = float(np.percentile(other, 95)) if len(other) else 0.0
+    threshold = max(float(conf[order][good[-1]]), floor) if good.size else floor
+    precision_at, coverage = reliable_at(judged, threshold)
+    return {"reliable_threshold": threshold, "reliable_target_met": bool(good.size),
+            "reliable_precision": precision_at, "reliable_coverage": coverage}
+
+
+def reliable_at(judged, threshold: float) -> tuple[float, float]:
+    """(precision, coverage) of the offsets shown as reliable at `threshold`."""
+    conf = np.array([c for c, _ in judged])
+    ok = np.array([o for _, o in judged], float)
+    shown = conf >= threshold
+    return (float(ok[shown].mean()) if shown.any() else float("nan"), float(shown.mean()))
+
+
 def cross_pairs(clips: list[SyncClip], per_clip: int = 4, seed: int = 0):
     rng = np.random.default_rng(seed)
     pairs = []
@@ -129,26 +172,36 @@ def cross_pairs(clips: list[SyncClip], per_clip: int = 4, seed: int = 0):
     return pairs
 
 
-def evaluate_model(model, clips: list[SyncClip]) -> dict:
-    dists = [embed(model, c) for c in clips]
+def held_out_figures(held: list[SyncClip], models: list, weighted: bool = True) -> dict:
+    """`figures` for clips each scored by its own (fold's) model; `weighted`: whole-clip curves
+    weigh windows by speech (`talkface.sync.estimate.speech_weights`), as the estimator does."""
+    dists = [embed(m, c) for c, m in zip(held, models)]
+    weights = [speech_weights(c.audio, len(d)) if weighted else None
+               for c, d in zip(held, dists)]
 
     def curves_of(i, k, context):
-        return shifted_curves(dists[i], clips[i].wvalid, k, context)
+        return shifted_curves(dists[i], held[i].wvalid, k, context,
+                              weights[i] if context is None else None)
 
     cross = []
-    o = model.options
-    for i, j in cross_pairs(clips):
-        a, b = clips[i], clips[j]
+    for i, j in cross_pairs(held):
+        model = models[i]
+        o = model.options
         with torch.inference_mode():
-            v = model.embed_video(torch.from_numpy(a.lips.T[None]) if o.lips else None,
-                                  torch.from_numpy(a.crops[None]) if o.crops else None)[0].T
-            au = model.embed_audio(torch.from_numpy(normalise_mel(b.mel)[None]))[0].T
+            v = model.embed_video(torch.from_numpy(held[i].lips.T[None]) if o.lips else None,
+                                  torch.from_numpy(held[i].crops[None]) if o.crops else None)[0].T
+            au = model.embed_audio(torch.from_numpy(normalise_mel(held[j].mel)[None]))[0].T
         s = min(len(v), len(au))
-        d = np.sqrt(np.maximum(2 - 2 * v[:s].numpy() @ au[:s].numpy().T, 0))
-        cv = shifted_curves(d, a.wvalid[:s], 0)
+        w = speech_weights(held[j].audio, s) if weighted else None
+        cv = shifted_curves(np.sqrt(np.maximum(2 - 2 * v[:s].numpy() @ au[:s].numpy().T, 0)),
+                            held[i].wvalid[:s], 0, None, w)
         if len(cv):
             cross.append((i, j, cv[0]))
-    return figures(curves_of, clips, cross)
+    return figures(curves_of, held, cross)
+
+
+def evaluate_model(model, clips: list[SyncClip], weighted: bool = True) -> dict:
+    return held_out_figures(clips, [model] * len(clips), weighted)
 
 
 def evaluate_baseline(clips: list[SyncClip]) -> dict:
@@ -206,7 +259,8 @@ def evaluate_split(model, clips: list[SyncClip]) -> dict:
             "ms_per_10s": timing(model, max(clips, key=lambda c: c.n_frames))}
 
 
-SUMMARY = ("whole_exact", "whole_within_1", "whole_relative_within_1", "ctx5_within_1",
+SUMMARY = ("whole_within_1_k12", "clips_native_within_1", "reliable_precision",
+           "reliable_coverage", "whole_within_1", "whole_relative_within_1", "ctx5_within_1",
            "ctx15_within_1", "auc_other_speaker", "auc_shifted_score0",
            "confidence_sync_median", "confidence_other_median")
 
@@ -221,6 +275,9 @@ def summary_table(report: dict) -> str:
     return markdown_table(["split", "model", *SUMMARY], rows)
 
 
+LISTS = ("confidences", "clips", "offsets_judged")  # per-clip figures: results.json, not meta
+
+
 def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
     """The sync checkpoint (weights, meta with the split, card) and results.json beside it."""
     from talkface.checkpoint import save_checkpoint
@@ -228,12 +285,13 @@ def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
     sizes = {s: held.count(s) for s in ("train", "val", "test")}
     speakers = {s: len({clips[n].speaker for n, side in report["split"].items() if side == s})
                 for s in sizes}
-    conf = (report.get("val") or {}).get("model", {}).get("confidences", {})
-    reliable = float(np.percentile(conf["other"], 95)) if conf.get("other") else 0.1
+    # fitted on the CV's held-out offsets where there are any (every clip once), else on val
+    fitted = (report.get("cv") or report.get("val") or {}).get("model", {})
+    reliable = fitted.get("reliable_threshold", 0.1)
     meta = {"command": "python -m train.sync " + " ".join(_argv(args)),
             "data": {"source": str(args.real), "clips": sizes, "speakers": speakers,
                      "split_by": "speaker", "split": report["split"]},
-            "metrics": {k: {who: {m: v for m, v in f.items() if m not in ("confidences", "clips")}
+            "metrics": {k: {who: {m: v for m, v in f.items() if m not in LISTS}
                             for who, f in report[k].items() if isinstance(f, dict)}
                         for k in ("val", "test", "cv") if report.get(k)},
             "reliable_confidence": round(reliable, 4),
@@ -252,6 +310,7 @@ def write_report(model, report: dict, table, clips, args, cache: Path) -> None:
 def _argv(args) -> list[str]:
     out = [f"--real {args.real}", f"--out {args.out}", f"--steps {args.steps}",
            f"--seed {args.seed}"]
+    out += [f"--degrade {args.degrade:g}"] if args.degrade else []
     return out + ([f"--cv {args.cv}"] if args.cv else []) + (["--lips-only"] if args.lips_only
                                                              else [])
 
@@ -284,8 +343,13 @@ Figures as in SyncNet's paper: audio shifted by -15..+15 frames, the offset reco
 whole clip or from chunks of 5 / 15 windows; `relative` counts against the clip's own offset at
 no shift (some sources are a frame or two off themselves); AUC of the confidence (median - min
 of the distance curve) in sync against another speaker's audio, and of the score at offset 0
-against audio shifted by 8 frames or more. Confidence below {meta['reliable_confidence']} (the 95th
-percentile of other-speaker confidences on validation speakers) means "not reliable".
+against audio shifted by 8 frames or more. Whole-clip curves weigh each window by how much speech
+its audio holds (silence counts a tenth). Confidence below {meta['reliable_confidence']} means "not
+reliable": the lowest confidence at which 95% of the held-out offsets at or above it (audio
+shifted by up to 12 frames, 4-fold speaker CV) are within one frame of the truth, and at least the
+95th percentile of other-speaker confidences; where no confidence reaches 95%, that percentile
+alone, and "reliable" then only says the audio is not another speaker's (the precision and
+coverage of "reliable" offsets are in the table).
 
 ## Limits
 

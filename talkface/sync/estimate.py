@@ -4,7 +4,8 @@
 Figures as syncnet_python computes them: the distance |v_t - a_(t+d)| between the video window at
 t and the audio window at t + d, averaged over the clip's windows for each candidate offset d;
 the offset is the argmin, `min_dist` the minimum (LSE-D) and `confidence` the median minus the
-minimum (LSE-C). The same over one-second stretches (25 windows, every half second) gives the
+minimum (LSE-C). Over the whole clip each window counts by how much speech its audio holds
+(`speech_weights`: silence a tenth), so pauses, where any offset fits, do not dilute the vote. The same over one-second stretches (25 windows, every half second) gives the
 curve over time. Offsets are searched over +-15 frames (MAX_OFFSET_FRAMES), fewer where a short
 clip has no pairs for the larger ones; any clip of 0.5 s (12 frames) or more can be judged.
 """
@@ -27,6 +28,10 @@ MIN_WINDOWS = 8  # fewer valid windows than this (about 0.5 s of face): too shor
 LOCAL = 25  # windows per stretch of the curve over time (1 s)
 SPEECH_FRACTION = 0.1  # below this share of speech frames: no speech to judge sync on
 PROFILE_FRACTION = 0.5  # above this share of profile frames: the mouth cannot be seen
+# Changes how the columns are computed from the same weights: keys the feature cache (like the
+# face backend's revision) without entering the FeatureSpec. 2: speech-weighted clip curve.
+REVISION = 2
+SILENT_WEIGHT = 0.1  # how much a window without speech counts in the clip's offset curve
 COLUMNS = ["sync_d0", "sync_dmin", "sync_local_conf", "sync_local_offset", "sync_clip_conf",
            "sync_clip_offset", "sync_clip_score0", "sync_judged"]
 
@@ -43,6 +48,16 @@ def load_sync_model(name_or_path: str | os.PathLike,
     return SyncEstimator(loaded.model, loaded.meta, loaded.path)
 
 
+def speech_weights(audio: np.ndarray, n_windows: int, floor: float = SILENT_WEIGHT) -> np.ndarray:
+    """(n_windows,) weight of each sync window's audio: the share of its five frames that are
+    speech (`speech_mask`), at least `floor`; uniform where the clip has too little speech."""
+    speech = speech_mask(loudness_db(audio, n_windows + WINDOW - 1, HOP)).astype(float)
+    share = np.convolve(speech, np.ones(WINDOW) / WINDOW, "valid")[:n_windows]
+    if (share > 0.5).sum() < MIN_WINDOWS:
+        return np.ones(n_windows)
+    return np.maximum(share, floor)
+
+
 class SyncEstimator:
     """A loaded sync model with its preprocessing; see the module docstring."""
 
@@ -52,6 +67,7 @@ class SyncEstimator:
         `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
         self.model, self.meta, self.path = model, meta, path
         self.fingerprint = meta.fingerprint
+        self.revision = REVISION
         self.reliable_confidence = float(meta.reliable_confidence or 0.1)
 
     def column_names(self) -> list[str]:
@@ -85,15 +101,19 @@ class SyncEstimator:
 
     @staticmethod
     def curve(dist: np.ndarray, wvalid: np.ndarray, offsets: np.ndarray,
-              rows: slice = slice(None)) -> np.ndarray:
-        """Mean distance per offset over the (valid) windows in `rows`; NaN where no pair."""
+              rows: slice = slice(None), weights: Optional[np.ndarray] = None) -> np.ndarray:
+        """Mean distance per offset over the (valid) windows in `rows`; NaN where no pair.
+        `weights` (S,): how much each audio window counts (`speech_weights`), the pair (t, t+d)
+        weighing as the audio window it uses, so silence does not vote for any offset."""
         s = dist.shape[0]
         t = np.arange(s)[rows]
         cols = t[:, None] + offsets[None]
         ok = (cols >= 0) & (cols < dist.shape[1]) & wvalid[t][:, None]
-        values = np.where(ok, dist[t[:, None], np.clip(cols, 0, s - 1)], 0.0)
-        count = ok.sum(0)
-        return np.where(count > 0, values.sum(0) / np.maximum(count, 1), np.nan)
+        safe = np.clip(cols, 0, dist.shape[1] - 1)
+        w = ok * (1.0 if weights is None else weights[safe])
+        total = w.sum(0)
+        values = (w * dist[t[:, None], safe]).sum(0)
+        return np.where(total > 1e-9, values / np.maximum(total, 1e-9), np.nan)
 
     def judge(self, valid: np.ndarray, audio: Optional[np.ndarray], pose: Optional[dict],
               fps: float, sample_rate: int) -> str:
@@ -129,7 +149,7 @@ class SyncEstimator:
         v, a, wvalid = self.embed(lips, mouths, valid, audio)
         dist = self.distances(v, a)
         offsets = self.offset_range(int(wvalid.sum()))
-        whole = self.curve(dist, wvalid, offsets)
+        whole = self.curve(dist, wvalid, offsets, weights=speech_weights(audio, len(wvalid)))
         best = int(np.nanargmin(whole))
         conf = float(np.nanmedian(whole) - whole[best])
         zero = int(np.flatnonzero(offsets == 0)[0])
