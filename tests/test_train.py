@@ -246,3 +246,11 @@ def test_compare_trains_both_models_on_the_same_split(dataset, tmp_path):
     assert set(result["summary"]) == {"original", "improved"}
     assert result["runs"]["original"][0]["mean"]["n"] == result["runs"]["improved"][0]["mean"]["n"]
     assert "MSE change" in (tmp_path / "compare.md").read_text()
+    # run again: finished seeds are read back, not trained again (a killed job resumes)
+    weights = tmp_path / "improved" / "seed0" / "best" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert compare_main(["--data", str(dataset), "--seeds", "1", "--output_dir", str(tmp_path),
+                         "--original", str(TINY), "--improved", str(TINY),
+                         "--epochs", "2"]) == 0
+    assert weights.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "compare.json").read_text())["runs"] == result["runs"]

@@ -5,7 +5,9 @@ seed (the split is fixed by `data.split_seed`; the seed changes initialisation, 
 scores the test split, and prints mean ± std per task beside the no-learning baseline
 (`talkface.baselines.baseline_scores`, when that module exists) and the relative change in MSE and
 R2 next to the original report's claim ("MSE -20-30%, R2 +15-25%"), whatever the numbers say.
-Writes compare.json and compare.md into --output_dir.
+Writes compare.json and compare.md into --output_dir. A seed whose run folder already holds
+metrics.json is read, not trained again: a killed job resumes, and the members of a
+`train.ensemble` run of the same config and seeds can be linked in as the `improved` seeds.
 """
 from __future__ import annotations
 
@@ -112,8 +114,13 @@ def run_compare(data_path: str, seeds: list[int], out: Path, original: Config,
         for name, cfg in (("original", original), ("improved", improved)):
             run = cfg.model_copy(deep=True)
             run.train.seed, run.output_dir = seed, str(out / name / f"seed{seed}")
-            log.info("training %s, seed %d", name, seed)
-            result = train(run, data=data, command=f"python -m train.compare (seed {seed})")
+            done = Path(run.output_dir) / "metrics.json"
+            if done.exists():  # a finished run (a killed job resumes; runs can be shared)
+                log.info("%s, seed %d: reusing %s", name, seed, run.output_dir)
+                result = json.loads(done.read_text())
+            else:
+                log.info("training %s, seed %d", name, seed)
+                result = train(run, data=data, command=f"python -m train.compare (seed {seed})")
             runs[name].append(result["test"])
     summary = {name: summarise(r) for name, r in runs.items()}
     baseline, note = baseline_metrics(data)

@@ -172,9 +172,10 @@ def cross_pairs(clips: list[SyncClip], per_clip: int = 4, seed: int = 0):
     return pairs
 
 
-def held_out_figures(held: list[SyncClip], models: list, weighted: bool = True) -> dict:
+def held_out_figures(held: list[SyncClip], models: list, weighted: bool = False) -> dict:
     """`figures` for clips each scored by its own (fold's) model; `weighted`: whole-clip curves
-    weigh windows by speech (`talkface.sync.estimate.speech_weights`), as the estimator does."""
+    weigh windows by speech (`talkface.sync.estimate.speech_weights`), an option the shipped
+    estimator does not use yet (default: as it scores)."""
     dists = [embed(m, c) for c, m in zip(held, models)]
     weights = [speech_weights(c.audio, len(d)) if weighted else None
                for c, d in zip(held, dists)]
@@ -200,7 +201,7 @@ def held_out_figures(held: list[SyncClip], models: list, weighted: bool = True) 
     return figures(curves_of, held, cross)
 
 
-def evaluate_model(model, clips: list[SyncClip], weighted: bool = True) -> dict:
+def evaluate_model(model, clips: list[SyncClip], weighted: bool = False) -> dict:
     return held_out_figures(clips, [model] * len(clips), weighted)
 
 

@@ -200,7 +200,6 @@ class Extractor:
                            "revision": self.backend.revision, "bundle": BUNDLE_FORMAT,
                            "face": face,
                            "sync": self.spec.sync_version,
-                           "sync_revision": self.sync.revision if self.sync is not None else None,
                            "audio": audio_config(self.fps, self.config.sample_rate)},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

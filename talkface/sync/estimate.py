@@ -4,9 +4,11 @@
 Figures as syncnet_python computes them: the distance |v_t - a_(t+d)| between the video window at
 t and the audio window at t + d, averaged over the clip's windows for each candidate offset d;
 the offset is the argmin, `min_dist` the minimum (LSE-D) and `confidence` the median minus the
-minimum (LSE-C). Over the whole clip each window counts by how much speech its audio holds
-(`speech_weights`: silence a tenth), so pauses, where any offset fits, do not dilute the vote. The same over one-second stretches (25 windows, every half second) gives the
-curve over time. Offsets are searched over +-15 frames (MAX_OFFSET_FRAMES), fewer where a short
+minimum (LSE-C). The same over one-second stretches (25 windows, every half second) gives the
+curve over time. `speech_weights` can make each window count by how much speech its audio holds
+(silence a tenth, so pauses, where any offset fits, do not dilute the vote); `train.sync_eval`
+measures it (`weighted=True`), and the shipped columns do not use it yet: on the one fold
+measured so far it moved the AUC by 0.001-0.004 either way (docs/sync.md). Offsets are searched over +-15 frames (MAX_OFFSET_FRAMES), fewer where a short
 clip has no pairs for the larger ones; any clip of 0.5 s (12 frames) or more can be judged.
 """
 from __future__ import annotations
@@ -28,9 +30,6 @@ MIN_WINDOWS = 8  # fewer valid windows than this (about 0.5 s of face): too shor
 LOCAL = 25  # windows per stretch of the curve over time (1 s)
 SPEECH_FRACTION = 0.1  # below this share of speech frames: no speech to judge sync on
 PROFILE_FRACTION = 0.5  # above this share of profile frames: the mouth cannot be seen
-# Changes how the columns are computed from the same weights: keys the feature cache (like the
-# face backend's revision) without entering the FeatureSpec. 2: speech-weighted clip curve.
-REVISION = 2
 SILENT_WEIGHT = 0.1  # how much a window without speech counts in the clip's offset curve
 COLUMNS = ["sync_d0", "sync_dmin", "sync_local_conf", "sync_local_offset", "sync_clip_conf",
            "sync_clip_offset", "sync_clip_score0", "sync_judged"]
@@ -67,7 +66,6 @@ class SyncEstimator:
         `talkface.checkpoint.CheckpointMeta` (kind "sync")."""
         self.model, self.meta, self.path = model, meta, path
         self.fingerprint = meta.fingerprint
-        self.revision = REVISION
         self.reliable_confidence = float(meta.reliable_confidence or 0.1)
 
     def column_names(self) -> list[str]:
@@ -149,7 +147,7 @@ class SyncEstimator:
         v, a, wvalid = self.embed(lips, mouths, valid, audio)
         dist = self.distances(v, a)
         offsets = self.offset_range(int(wvalid.sum()))
-        whole = self.curve(dist, wvalid, offsets, weights=speech_weights(audio, len(wvalid)))
+        whole = self.curve(dist, wvalid, offsets)
         best = int(np.nanargmin(whole))
         conf = float(np.nanmedian(whole) - whole[best])
         zero = int(np.flatnonzero(offsets == 0)[0])
