@@ -2,10 +2,11 @@
 [--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--insecure]
 [--data-root DIR] [--syncnet-weights syncnet_v2.model]`.
 
-Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs` and
-`talkface.app.train_tab`; what they compute lives in `views`, `train_views`, `state`, `jobs`,
-`preview`, `talkface.plots` and `talkface.leaderboard`. Server defaults: analytics off, bound to
-127.0.0.1, SSR off, a queue with a small pool of scoring workers (the Scorer is thread-safe),
+Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs`,
+`talkface.app.side_tab` and `talkface.app.train_tab`; what they compute lives in `views`,
+`picker`, `train_views`, `state`, `jobs`, `preview`, `talkface.plots` and
+`talkface.leaderboard`. Server defaults: analytics off, bound to 127.0.0.1, SSR off, a queue
+with a small pool of scoring workers (the Scorer is thread-safe),
 an upload size limit, uploads deleted after an hour, every error shown as a readable message on
 the page. A server reachable from other machines (`--host` other than loopback) does not start
 without credentials unless `--insecure` says so, and then training and promotion are off; with
@@ -34,6 +35,7 @@ from . import scratch as scratch_dir  # noqa: E402
 from .datasets import MIN_EVAL_CLIPS  # noqa: E402
 from .login import LoginLimiter  # noqa: E402
 from .state import AppState  # noqa: E402
+from .side_tab import side_tab  # noqa: E402
 from .tabs import compare_tab, dataset_tab, model_tab, score_tab  # noqa: E402
 from .train_tab import train_tab  # noqa: E402
 from .views import CSS_FILE  # noqa: E402
@@ -48,6 +50,8 @@ def build_app(state: AppState) -> gr.Blocks:
                     "videos, with what the model looked at.")
         with gr.Tab("Score"):
             score_tab(state)
+        with gr.Tab("Side by side"):
+            side_tab(state)
         with gr.Tab("Dataset"):
             dataset_tab(state)
         with gr.Tab("Compare"):
