@@ -174,3 +174,27 @@ def test_the_app_prunes_on_start_to_keep_runs(tmp_path):
     JobManager(tmp_path, registry=None, keep_runs=2)
     assert sorted(p for p in tmp_path.iterdir()) == made[2:]
     assert json.loads((made[3] / runs.RECORD).read_text())["status"] == "finished"
+
+
+def test_a_second_app_leaves_the_trainer_of_a_living_app_alone_on_exit(tmp_path):
+    """An app that watches a job whose own app still runs (a second app on the same runs
+    folder, one that could not bind its port) must not stop that job when it exits."""
+    run = tmp_path / "app-20260101-000000"
+    proc = fake_trainer(run)
+    try:
+        record = left_running(run, proc.pid)
+        runs.write_record(run, {**record, "app_pid": os.getpid(),
+                                "app_start": runs.process_start(os.getpid())})
+        jobs = JobManager(tmp_path, registry=None)
+        assert isinstance(jobs.current, AdoptedJob) and not jobs.current.orphaned()
+        jobs.shutdown()
+        time.sleep(0.3)
+        assert proc.poll() is None  # still training
+        runs.write_record(run, {**record, "app_pid": os.getpid(), "app_start": 1})
+        orphan = JobManager(tmp_path, registry=None)  # its app is gone: this one owns it
+        assert orphan.current.orphaned()
+        orphan.shutdown()
+        assert proc.wait(10) is not None
+    finally:
+        proc.kill()
+        proc.wait()

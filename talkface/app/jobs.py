@@ -194,7 +194,7 @@ class TrainingJob:
                 "step": step, "last_step": self.steps[-1][0] if self.steps else "",
                 "pid": proc.pid if proc is not None else None,
                 "pid_start": process_start(proc.pid) if proc is not None else None,
-                "app_pid": os.getpid()})
+                "app_pid": os.getpid(), "app_start": process_start(os.getpid())})
         except OSError as err:  # the job goes on; only a restart could not find it
             log.warning("could not write the job record of %s: %s", self.name, err)
 
@@ -309,6 +309,12 @@ class AdoptedJob(TrainingJob):
         self._thread.start()
         return self
 
+    def orphaned(self) -> bool:
+        """Whether the app that started it is gone (else this app only watches it: a second
+        app on the same runs folder, say one that could not bind its port)."""
+        pid, start = self.record.get("app_pid"), self.record.get("app_start")
+        return not pid or start is None or process_start(pid) != start
+
     def _run(self) -> None:
         while is_our_trainer(self.record, self.run_dir):
             time.sleep(self.poll)
@@ -413,5 +419,7 @@ class JobManager:
     def shutdown(self) -> None:
         """Stop a running job (the app is exiting; nobody could watch or promote it)."""
         job = self.current
+        if isinstance(job, AdoptedJob) and not job.orphaned():
+            return  # its own app is alive and will stop it
         if job is not None and job.running:
             job.cancel(grace=3.0)

@@ -2,7 +2,7 @@
 app restarted, and pruning old run folders.
 
 A job writes `<run>/job.json` (status, the step running, its process id and that process's start
-time) whenever it changes, so an app killed with `kill -9` leaves behind what the next start
+time, and the app's) whenever it changes, so an app killed with `kill -9` leaves behind what the next start
 needs: if the recorded process is still alive and is that run's trainer (the same start time,
 and its command line names the run folder, so a reused process id is never taken for it), the
 new app follows it and can cancel or promote it; if it is gone, the record is marked ended.
