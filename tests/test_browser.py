@@ -169,7 +169,9 @@ def test_two_samples_side_by_side_with_aligned_timelines(page):
     page.get_by_role("tab", name="Side by side").click()
     for side, sample in (("a", "clips/00002_clean.mp4"), ("b", "clips/00004_freeze.mp4")):
         page.locator(f"#side-sample-{side} input").click()
-        page.get_by_role("option", name=sample).click()
+        page.locator(f"#side-sample-{side}").get_by_role("option", name=sample).click()
+        page.wait_for_function(f"() => document.querySelector('#side-sample-{side} input')"
+                               f".value === '{sample}'")
     page.click("#side-button")
     page.wait_for_selector("#side-status >> text=Play both", timeout=120_000)
     for side in "ab":  # both players, both timelines
