@@ -84,7 +84,8 @@ def main(argv=None) -> int:
             i = k
             while time.time() < stop:
                 try:
-                    out = c.predict(None, samples[i % len(samples)], "sample", api_name="/score")
+                    out = c.predict(None, samples[i % len(samples)], "sample", "auto", None,
+                                    api_name="/score")
                     ok = "Scored" in (out[0] or "")
                 except Exception:  # noqa: BLE001 - counted, the soak goes on
                     ok = False

@@ -242,12 +242,14 @@ TIMELINE_ROW = 120  # one small panel of the timeline, in pixels
 FREEZE_COLOUR = "rgba(220, 57, 18, 0.18)"
 
 
-def timeline_plot(result) -> go.Figure:
+def timeline_plot(result, end: Optional[float] = None, title: str = "") -> go.Figure:
     """Every signal with a time course (`ScoreResult.timeline`, `talkface.signals.COURSES`) in
     small stacked panels on the clip's time axis, each in its own unit: the sync estimate's
     confidence per window where the sync model gave one, each per-frame level, and one strip of
     events (repeated frames, mouth stalls, blinks). Runs of repeated frames are shaded across
-    every panel; gaps are frames without a face."""
+    every panel; gaps are frames without a face. `end`: the axis's end in seconds (default the
+    clip's), so two clips' timelines can share one time axis; `title` goes before the usual
+    one."""
     from .signals import COURSES, freeze_spans
     courses = [c for c in COURSES if c.name in result.timeline]
     sync = result.sync
@@ -294,12 +296,13 @@ def timeline_plot(result) -> go.Figure:
     if events:
         fig.update_yaxes(type="category", categoryorder="array",
                          categoryarray=[c.label for c in events], row=row, col=1)
-    end = result.n_frames / result.fps
+    end = end or result.n_frames / result.fps
     for start, stop in freeze_spans(result.timeline.get("repeated", []), result.fps):
         fig.add_vrect(x0=start, x1=stop, fillcolor=FREEZE_COLOUR, line_width=0, layer="below")
     fig.update_xaxes(range=[0, end])
     fig.update_xaxes(title_text="time (s)", row=rows, col=1)
     fig.update_annotations(font_size=12)
-    fig = _layout(fig, "Signals over time (shaded: repeated frames)", height=height)
+    fig = _layout(fig, f"{title}{': ' if title else ''}Signals over time (shaded: repeated "
+                       f"frames)", height=height)
     fig.update_layout(showlegend=False, margin=dict(l=60, r=20, t=60, b=40))
     return fig

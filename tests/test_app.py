@@ -121,13 +121,15 @@ def test_app_listens_on_the_loopback_interface_only(app):
 
 
 SCORE_OUTPUTS = ("status", "trust", "cards", "notes", "preview", "json", "timeline", "radar",
-                 "heatmap", "sync", "cross", "frames")
+                 "heatmap", "sync", "cross", "frames", "face", "face_note", "faces")
 
 
-def score(client, upload=None, sample=None, which=None) -> dict:
-    """/score's outputs by name (`which`: the source the user chose last)."""
+def score(client, upload=None, sample=None, which=None, face="auto", reference=None) -> dict:
+    """/score's outputs by name (`which`: the source the user chose last; `face`: the picker's
+    value; `reference`: a portrait image)."""
     from gradio_client import handle_file
-    values = client.predict(handle_file(str(upload)) if upload else None, sample, which,
+    values = client.predict(handle_file(str(upload)) if upload else None, sample, which, face,
+                            handle_file(str(reference)) if reference else None,
                             api_name="/score")
     return dict(zip(SCORE_OUTPUTS, values))
 
@@ -142,6 +144,27 @@ def test_score_endpoint(client, face_video):
     for plot in ("timeline", "radar", "heatmap", "sync", "cross"):
         assert out[plot]["type"] == "plotly" and json.loads(out[plot]["plot"])["data"]
     assert len(out["frames"]) == 6  # three most and three least attended frames
+
+
+def test_the_face_picker_and_the_reference_portrait_reach_the_scorer(client, face_video,
+                                                                      tmp_path):
+    """The picker's face goes to Scorer.score(face=...) (the face choice then reads "as
+    asked"); a portrait adds the identity similarity under the cards."""
+    import cv2
+
+    from talkface import media
+    frame = next(iter(media.iter_frames(face_video, 25.0, 512)))
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = score(client, face_video, which="upload", face="0", reference=portrait)
+    assert "Scored" in out["status"], out["status"]
+    assert "Identity similarity to the reference (CSIM): 0." in out["cards"]
+    assert "the same person" in out["cards"]
+    assert json.loads(Path(out["json"]).read_text())["face"]["scored_track"] == 0
+    assert "as asked" in json.loads(Path(out["json"]).read_text())["face"]["choice"]
+    plain = score(client, face_video, which="upload")
+    assert "Identity similarity" not in plain["cards"]
+    assert "as asked" not in json.loads(Path(plain["json"]).read_text())["face"]["choice"]
 
 
 def test_the_json_download_names_the_clip_not_the_server_path(client, app, face_video):

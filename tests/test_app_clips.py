@@ -193,3 +193,15 @@ def test_the_timeline_plot_has_a_panel_per_course_and_shades_freezes(bundles):
     assert all(s.fillcolor for s in fig.layout.shapes)
     empty = timeline_plot(ScoreResult("x.mp4", {}, (), {}, None, np.ones(3, bool), 25.0))
     assert "no per-frame signals" in empty.layout.annotations[0].text
+
+
+def test_two_timelines_share_one_time_axis():
+    """Side by side: the shorter clip's timeline is drawn on the longer one's axis."""
+    from talkface.plots import timeline_plot
+    course = {"face_detail": np.linspace(7.0, 7.5, 50)}
+    short = ScoreResult("short.mp4", {}, (), {}, None, np.ones(50, bool), 25.0, timeline=course)
+    own, shared = timeline_plot(short), timeline_plot(short, end=4.0, title="A: short.mp4")
+    ranges = lambda fig: {tuple(fig.layout[k].range) for k in fig.layout  # noqa: E731
+                          if k.startswith("xaxis")}
+    assert ranges(own) == {(0, 2.0)} and ranges(shared) == {(0, 4.0)}
+    assert shared.layout.title.text.startswith("A: short.mp4: Signals over time")

@@ -163,3 +163,29 @@ def test_score_many_clips_into_one_table_and_export_it(page, face_video, noface_
         assert served.ok and face_video.name in served.text() and "/tmp" not in served.text()
     page.locator("#batch-table").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+
+
+def test_two_samples_side_by_side_with_aligned_timelines(page):
+    page.get_by_role("tab", name="Side by side").click()
+    for side, sample in (("a", "clips/00002_clean.mp4"), ("b", "clips/00004_freeze.mp4")):
+        page.locator(f"#side-sample-{side} input").click()
+        page.locator(f"#side-sample-{side}").get_by_role("option", name=sample).click()
+        page.wait_for_function(f"() => document.querySelector('#side-sample-{side} input')"
+                               f".value === '{sample}'")
+    page.click("#side-button")
+    page.wait_for_selector("#side-status >> text=Play both", timeout=120_000)
+    for side in "ab":  # both players, both timelines
+        page.wait_for_selector(f"#side-player-{side} video", state="attached")
+        page.wait_for_selector(f"#side-timeline-{side} .js-plotly-plot .scatterlayer")
+    table = page.inner_text("#side-table")
+    assert "00002_clean.mp4" in table and "00004_freeze.mp4" in table
+    # one time axis: the bottom axes of both timelines end at the same second
+    ends = page.evaluate("() => ['a', 'b'].map(s => { const g = document.querySelector("
+                         "`#side-timeline-${s} .js-plotly-plot`); const axes = Object.keys("
+                         "g._fullLayout).filter(k => /^xaxis\\d*$/.test(k)); return axes.map("
+                         "k => g._fullLayout[k].range[1]); })")
+    assert len(set(ends[0] + ends[1])) == 1, ends
+    page.click("#side-play")
+    page.wait_for_function("() => [...document.querySelectorAll('#side-player-a video, "
+                           "#side-player-b video')].every(v => !v.paused && v.currentTime > 0)")
+    page.screenshot(path=str(SHOTS / "side_by_side.png"), full_page=True)

@@ -9,6 +9,10 @@ when their manifest names files outside their folder or their validation or test
 small to mean anything. Output goes to `<run>/job.log`; the training loop writes
 `<run>/metrics.jsonl` per epoch and a checkpoint folder (a search: `trials.jsonl` and
 `best.yaml`), which the app reads while the job runs. Nothing here blocks the caller.
+
+Each job keeps `<run>/job.json` current (`talkface.app.runs`): an app restarted after a crash
+follows a trainer still running (`AdoptedJob`) or marks a gone one ended, so there is one job
+at a time across restarts; old run folders are pruned to the newest `keep_runs`.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from typing import Callable, Optional, Union
 from ..errors import TalkfaceError
 from .datasets import (BUNDLED, GENERATE, MIN_EVAL_CLIPS, check_manifest, check_split_sizes,
                        split_sizes)
+from .runs import (KEEP_RUNS, is_our_trainer, outcome, process_start, prune_runs, unfinished,
+                   write_record)
 
 log = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -175,8 +181,22 @@ class TrainingJob:
 
     def start(self) -> "TrainingJob":
         self.status, self.started = "running", time.time()
+        self._record()
         self._thread.start()
         return self
+
+    def _record(self, step: str = "", proc: Optional[subprocess.Popen] = None) -> None:
+        """What a restarted app needs to find this job again (`talkface.app.runs`)."""
+        try:
+            write_record(self.run_dir, {
+                "run": self.name, "mode": self.mode, "status": self.status,
+                "message": self.message, "started": self.started, "ended": self.ended,
+                "step": step, "last_step": self.steps[-1][0] if self.steps else "",
+                "pid": proc.pid if proc is not None else None,
+                "pid_start": process_start(proc.pid) if proc is not None else None,
+                "app_pid": os.getpid(), "app_start": process_start(os.getpid())})
+        except OSError as err:  # the job goes on; only a restart could not find it
+            log.warning("could not write the job record of %s: %s", self.name, err)
 
     def _run(self) -> None:
         try:
@@ -199,6 +219,7 @@ class TrainingJob:
             self.status, self.message = "failed", f"could not run the job: {err}"
         finally:
             self.ended = time.time()
+            self._record()
 
     def _step(self, name: str, step: Step, out) -> int:
         if callable(step):
@@ -215,6 +236,7 @@ class TrainingJob:
         self._proc = subprocess.Popen(lowered(step, self.nice), cwd=self.run_dir, env=env,
                                       stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self._record(name, self._proc)
         return self._proc.wait()
 
     def cancel(self, grace: float = 5.0) -> None:
@@ -270,6 +292,59 @@ class TrainingJob:
             (f" ({self.message})" if self.message and self.status != "running" else "")
 
 
+class AdoptedJob(TrainingJob):
+    """A job an earlier run of the app started, found running after a restart: its trainer is
+    not this process's child, so it is followed (every `poll` seconds) rather than waited on,
+    and cancelled through its process group, as `TrainingJob.cancel` does."""
+
+    def __init__(self, run_dir: Path, record: dict, poll: float = 1.0) -> None:
+        super().__init__([], run_dir, mode=record.get("mode") or "train")
+        self.record, self.pid, self.poll = record, int(record["pid"]), poll
+        self.steps = [(record.get("last_step") or "", [])]  # what its record says
+        self.started = record.get("started") or time.time()
+        self.message = "followed again after the app restarted"
+
+    def start(self) -> "AdoptedJob":
+        self.status = "running"
+        self._thread.start()
+        return self
+
+    def orphaned(self) -> bool:
+        """Whether the app that started it is gone (else this app only watches it: a second
+        app on the same runs folder, say one that could not bind its port)."""
+        pid, start = self.record.get("app_pid"), self.record.get("app_start")
+        return not pid or start is None or process_start(pid) != start
+
+    def _run(self) -> None:
+        while is_our_trainer(self.record, self.run_dir):
+            time.sleep(self.poll)
+        self.ended = time.time()
+        self.status, self.message = ("cancelled", "cancelled by the user") \
+            if self._cancel.is_set() else outcome(self.run_dir, self.record)
+        self._record()
+
+    def cancel(self, grace: float = 5.0) -> None:
+        self._cancel.set()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not is_our_trainer(self.record, self.run_dir):
+                break
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                break
+            self._thread.join(grace)
+
+
+def ended_job(run_dir: Path, record: dict, nice: int = NICE) -> TrainingJob:
+    """The job of a record left 'running' whose trainer is gone, marked ended on disk."""
+    job = TrainingJob([], run_dir, nice, record.get("mode") or "train")
+    job.status, job.message = outcome(run_dir, record)
+    job.started, job.ended = record.get("started"), time.time()
+    job.steps = [(record.get("last_step") or "", [])]
+    job._record(record.get("step") or "")
+    return job
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """One JSON object per line -> records; a half-written last line (the job is writing it)
     is skipped."""
@@ -292,11 +367,33 @@ class JobManager:
     picked by label from `registry` (never by a path a client sends)."""
 
     def __init__(self, runs_root: Path, registry, min_eval_clips: int = MIN_EVAL_CLIPS,
-                 nice: int = NICE) -> None:
+                 nice: int = NICE, keep_runs: int = KEEP_RUNS) -> None:
         self.runs_root, self.registry = Path(runs_root), registry
         self.min_eval_clips, self.nice = int(min_eval_clips), nice
-        self.current: Optional[TrainingJob] = None
+        self.keep_runs = max(1, int(keep_runs))
         self._lock = threading.Lock()
+        self.current: Optional[TrainingJob] = self.recover()
+        self.prune()
+
+    def recover(self) -> Optional[TrainingJob]:
+        """The job an earlier app left running: followed when its trainer still runs, else
+        marked ended (older such records too). None when every recorded job had ended."""
+        current = None
+        for run, record in unfinished(self.runs_root):  # newest first
+            if current is None and record.get("pid") and is_our_trainer(record, run):
+                current = AdoptedJob(run, record).start()
+                log.info("following %s, still running after the app restarted", run.name)
+            else:
+                job = ended_job(run, record, self.nice)
+                current = current or job
+                log.info("%s: %s", run.name, job.message)
+        return current
+
+    def prune(self, protect: tuple = ()) -> list[Path]:
+        """Remove run folders beyond the newest `keep_runs`, sparing the current job's and the
+        promoted one (`talkface.app.runs.prune_runs`)."""
+        running = [self.current.run_dir] if self.current is not None else []
+        return prune_runs(self.runs_root, self.keep_runs, [*running, *protect])
 
     def start(self, spec: JobSpec) -> TrainingJob:
         with self._lock:
@@ -308,6 +405,7 @@ class JobManager:
             run_dir = self.runs_root / time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
             steps = build_steps(spec, run_dir, data, self.min_eval_clips)
             self.current = TrainingJob(steps, run_dir, self.nice, spec.mode).start()
+            self.prune()
             log.info("started %s: %s", run_dir, steps[-1][1])
             return self.current
 
@@ -321,5 +419,7 @@ class JobManager:
     def shutdown(self) -> None:
         """Stop a running job (the app is exiting; nobody could watch or promote it)."""
         job = self.current
+        if isinstance(job, AdoptedJob) and not job.orphaned():
+            return  # its own app is alive and will stop it
         if job is not None and job.running:
             job.cancel(grace=3.0)

@@ -18,6 +18,7 @@ from .. import checkpoint as ckpt
 from ..errors import TalkfaceError
 from .datasets import MIN_EVAL_CLIPS, DatasetRegistry, Redactor
 from .jobs import SAMPLES_DIR, JobManager
+from .runs import KEEP_RUNS, mark_promoted
 
 KEEP_REQUESTS = 64  # request folders (downloads, previews) kept in the scratch folder
 
@@ -36,14 +37,16 @@ class AppState:
                  runs_root: Optional[Path] = None, demo_dir: Path = SAMPLES_DIR,
                  data_roots: Iterable[Path] = (), scratch: Optional[Path] = None,
                  training_off: str = "", min_eval_clips: int = MIN_EVAL_CLIPS,
-                 workers: int = 1, syncnet_weights: Optional[str] = None) -> None:
+                 workers: int = 1, syncnet_weights: Optional[str] = None,
+                 keep_runs: int = KEEP_RUNS) -> None:
         self.checkpoint = checkpoint
         self.syncnet_weights = syncnet_weights  # SyncNet's own weights: LSE on the Score tab
         self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
         self.demo_dir = Path(demo_dir)
         self.runs_root = Path(runs_root) if runs_root else default_runs_root()
         self.registry = DatasetRegistry(self.demo_dir, self.runs_root / "uploads", data_roots)
-        self.jobs = JobManager(self.runs_root, self.registry, min_eval_clips)
+        self.jobs = JobManager(self.runs_root, self.registry, min_eval_clips,
+                               keep_runs=keep_runs)
         self.min_eval_clips = int(min_eval_clips)
         self.training_off = training_off  # why training is off ("" when it is on)
         self.workers = max(1, int(workers))
@@ -88,6 +91,7 @@ class AppState:
         self.require_training()
         self.root.mkdir(parents=True, exist_ok=True)
         target = ckpt.promote(source, name, root=self.root)
+        mark_promoted(source, self.runs_root)  # pruning keeps the run last promoted
         with self._load_lock:
             self.checkpoint, self._scorer = None, None
         self.predictions.clear()

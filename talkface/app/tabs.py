@@ -18,7 +18,7 @@ import gradio as gr
 from .. import plots
 from ..leaderboard import compare_groups, failures, format_leaderboard, ranking_text
 from ..errors import TalkfaceError
-from . import clips, views
+from . import clips, picker, views
 from .preview import write_preview
 from .state import AppState
 from .views import status_html
@@ -81,7 +81,18 @@ def score_tab(state: AppState) -> None:
                                  label="...or a bundled sample", elem_id="score-sample")
             source = gr.Radio(SOURCES, value=None, label="Score this", elem_id="score-source")
             chosen = gr.Markdown(views.source_line(None, None), elem_id="score-chosen")
+            reference = gr.Image(type="filepath", sources=["upload"], height=170,
+                                 label="Reference portrait (optional)",
+                                 elem_id="score-reference")
+            gr.Markdown(picker.REFERENCE_HINT, elem_id="score-reference-hint")
             button = gr.Button("Score", variant="primary", elem_id="score-button")
+            face = gr.Dropdown(choices=picker.face_choices(None), value=picker.AUTO,
+                               label="Face to score", elem_id="score-face",
+                               info=picker.PICKER_HINT)
+            faces = gr.Gallery(label="Faces found (click one to pick it)", columns=3,
+                               height=220, object_fit="contain", allow_preview=False,
+                               elem_id="score-faces")
+            face_note = gr.Markdown(elem_id="score-face-note")
         with gr.Column(scale=2):
             status = gr.HTML(elem_id="score-status")
             cards = gr.HTML(elem_id="score-cards")
@@ -103,37 +114,54 @@ def score_tab(state: AppState) -> None:
                          elem_id="score-frames")
     scored = gr.State(None)  # the clip last scored, for its preview (never set by a client)
     results = [cards, notes, preview, download, timeline, radar, heatmap, sync, cross, gallery]
-    outputs = [status, trust, *results, scored]
+    picks = [face, face_note, faces]  # the face picker: reset when the clip changes
+    outputs = [status, trust, *results, *picks, scored]
 
     shown = PageClips()  # what each open page shows, so a late preview cannot overwrite it
 
-    def cleared(message: str, kind: str = "info", request: gr.Request = None) -> tuple:
+    def cleared(message: str, kind: str = "info", request: gr.Request = None,
+                new_clip: bool = True) -> tuple:
         shown.show(request, None)
-        return (status_html(message, kind), gr.update(), *[None] * len(results), None)
+        faces_now = (gr.update(choices=picker.face_choices(None), value=picker.AUTO), "", None) \
+            if new_clip else (gr.update(),) * len(picks)
+        return (status_html(message, kind), gr.update(), *[None] * len(results), *faces_now,
+                None)
 
-    def score(upload, picked, which, request: gr.Request, progress=gr.Progress()):
+    def score(upload, picked, which, chosen_face, portrait, request: gr.Request,
+              progress=gr.Progress()):
         try:
             path, kind, name = chosen_clip(state, upload, picked, which)
-            yield cleared(f"Scoring {name}...", "busy", request)
+            face_id = picker.face_value(chosen_face)
+            yield cleared(f"Scoring {name}...", "busy", request, new_clip=False)
             result = state.score(path, progress=lambda done, total, what: progress(
-                (done, total), desc="extracting features", unit="frames"))
+                (done, total), desc="extracting features", unit="frames"), face=face_id,
+                reference=portrait or None)
             progress(1.0, desc="drawing")
             folder = state.request_folder()
-            clip = {"path": path, "name": name, "kind": kind, "id": shown.new(request)}
+            crops = picker.face_crops(result, path)
+            clip = {"path": path, "name": name, "kind": kind, "id": shown.new(request),
+                    "face": face_id, "faces": [i for i, _, _ in crops]}
             yield (status_html(scored_text(clip, "the preview follows"), "ok"),
-                   _trust(state), views.score_cards_html(result), views.warnings_markdown(result),
+                   _trust(state), views.score_cards_html(result, picker.identity_html(
+                       result, asked=bool(portrait))), views.warnings_markdown(result),
                    None, str(views.write_json(result, folder, name)),
                    plots.timeline_plot(result), plots.result_radar(result),
                    plots.attention_heatmap(result), plots.sync_plot(result.sync),
-                   plots.cross_matrix(result), views.thumbnails(result, path), clip)
+                   plots.cross_matrix(result), views.thumbnails(result, path),
+                   gr.update(choices=picker.face_choices(result),
+                             value=str(result.face_summary()["scored_track"])
+                             if face_id is not None else picker.AUTO),
+                   picker.picker_note(result), [(img, cap) for _, img, cap in crops], clip)
         except Exception as err:  # the message stays on the page; nothing stale beside it
-            yield cleared(failure_text(err, state.redact, "score"), "error", request)
+            yield cleared(failure_text(err, state.redact, "score"), "error", request,
+                          new_clip=False)
 
     def make_preview(clip, request: gr.Request):
         if not clip:
             return gr.update(), None
         try:
-            made = write_preview(state.score(clip["path"]), clip["path"], state.request_folder())
+            made = write_preview(state.score(clip["path"], face=clip.get("face")), clip["path"],
+                                 state.request_folder())
         except Exception as err:  # a preview failing must not hide the scores
             failure_text(err, state.redact, "preview")
             made, then = None, "no preview could be made"
@@ -170,7 +198,26 @@ def score_tab(state: AppState) -> None:
                  api_visibility="private")
     source.input(switched, [source, video, sample], [chosen, *outputs], queue=False,
                  api_visibility="private")
-    button.click(score, [video, sample, source], outputs, api_name="score",
+    def face_picked(chosen_face):
+        if picker.face_value(chosen_face) is None:
+            return status_html("The automatic face choice is back: press Score.")
+        return status_html(f"Face {chosen_face} chosen: press Score to score it.")
+
+    def tile_picked(clip, evt: gr.SelectData):
+        ids = (clip or {}).get("faces") or []
+        if evt.index is None or not 0 <= evt.index < len(ids):
+            return gr.update(), gr.update()
+        return str(ids[evt.index]), face_picked(str(ids[evt.index]))
+
+    face.input(face_picked, face, status, queue=False, api_visibility="private")
+    faces.select(tile_picked, scored, [face, status], queue=False, api_visibility="private")
+    def portrait_changed(request: gr.Request):
+        return cleared("Reference portrait changed: press Score.", request=request,
+                       new_clip=False)
+
+    for event in (reference.upload, reference.clear):
+        event(portrait_changed, None, outputs, queue=False, api_visibility="private")
+    button.click(score, [video, sample, source, face, reference], outputs, api_name="score",
                  concurrency_id="scorer", concurrency_limit=state.workers,
                  show_progress_on=[status]).then(
         make_preview, scored, [status, preview], concurrency_id="scorer",

@@ -2,10 +2,11 @@
 [--checkpoint DIR] [--workers N] [--auth USER:PASS | --auth-file FILE] [--insecure]
 [--data-root DIR] [--syncnet-weights syncnet_v2.model]`.
 
-Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs` and
-`talkface.app.train_tab`; what they compute lives in `views`, `train_views`, `state`, `jobs`,
-`preview`, `talkface.plots` and `talkface.leaderboard`. Server defaults: analytics off, bound to
-127.0.0.1, SSR off, a queue with a small pool of scoring workers (the Scorer is thread-safe),
+Gradio wiring only: the page and the server. The tabs are laid out in `talkface.app.tabs`,
+`talkface.app.side_tab` and `talkface.app.train_tab`; what they compute lives in `views`,
+`picker`, `train_views`, `state`, `jobs`, `preview`, `talkface.plots` and
+`talkface.leaderboard`. Server defaults: analytics off, bound to 127.0.0.1, SSR off, a queue
+with a small pool of scoring workers (the Scorer is thread-safe),
 an upload size limit, uploads deleted after an hour, every error shown as a readable message on
 the page. A server reachable from other machines (`--host` other than loopback) does not start
 without credentials unless `--insecure` says so, and then training and promotion are off; with
@@ -33,7 +34,9 @@ from ..errors import ConfigError  # noqa: E402
 from . import scratch as scratch_dir  # noqa: E402
 from .datasets import MIN_EVAL_CLIPS  # noqa: E402
 from .login import LoginLimiter  # noqa: E402
+from .runs import KEEP_RUNS  # noqa: E402
 from .state import AppState  # noqa: E402
+from .side_tab import side_tab  # noqa: E402
 from .tabs import compare_tab, dataset_tab, model_tab, score_tab  # noqa: E402
 from .train_tab import train_tab  # noqa: E402
 from .views import CSS_FILE  # noqa: E402
@@ -48,6 +51,8 @@ def build_app(state: AppState) -> gr.Blocks:
                     "videos, with what the model looked at.")
         with gr.Tab("Score"):
             score_tab(state)
+        with gr.Tab("Side by side"):
+            side_tab(state)
         with gr.Tab("Dataset"):
             dataset_tab(state)
         with gr.Tab("Compare"):
@@ -142,6 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="switch training and promotion off")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="clips scored at the same time (default: 2, or 1 on one core)")
+    p.add_argument("--keep-runs", dest="keep_runs", type=int, default=KEEP_RUNS,
+                   help=f"training run folders kept under --runs-root: the newest N (default "
+                        f"{KEEP_RUNS}), besides the running one and the one last promoted")
     p.add_argument("--min-eval-clips", dest="min_eval_clips", type=int, default=MIN_EVAL_CLIPS,
                    help="refuse training runs with fewer labelled clips in train, val or test")
     p.add_argument("--max-file-size", dest="max_file_size", default=MAX_UPLOAD)
@@ -184,7 +192,7 @@ def main(argv=None) -> None:
                          training_off=training_off_reason(args.host, credentials,
                                                           args.no_training),
                          min_eval_clips=args.min_eval_clips, workers=args.workers,
-                         syncnet_weights=args.syncnet_weights)
+                         syncnet_weights=args.syncnet_weights, keep_runs=args.keep_runs)
         if state.training_off:
             log.warning("training and promotion are off: %s", state.training_off)
         demo = build_app(state)

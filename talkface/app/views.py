@@ -100,10 +100,11 @@ def _note(score) -> str:
     return f'<div class="tf-note{kind}">{html.escape(score.note)}</div>'
 
 
-def score_cards_html(result) -> str:
+def score_cards_html(result, below: str = "") -> str:
     """One card per task: label, score in its range, 1-5 value, a bar and the one-line meaning;
     "not judged" with the reason where the clip does not allow a verdict. A banner above says
-    when the clip is out of the training distribution."""
+    when the clip is out of the training distribution; `below` (HTML, e.g. the identity
+    similarity to a reference portrait) goes between the cards and the signals."""
     cards = []
     for score in result.tasks.values():
         t = score.task
@@ -134,7 +135,7 @@ def score_cards_html(result) -> str:
         banner = (f'<div class="tf-ood"><b>Out of the training distribution:</b> '
                   f'{html.escape(result.out_of_distribution)}. These scores are extrapolations; '
                   f'do not rely on them.</div>')
-    return f'{banner}<div class="tf-cards">{"".join(cards)}</div>{signals_html(result)}'
+    return f'{banner}<div class="tf-cards">{"".join(cards)}</div>{below}{signals_html(result)}'
 
 
 def _signal_text(value: SignalValue) -> str:

@@ -313,7 +313,8 @@ class MeshSession(ClipSession):
               poses: np.ndarray) -> dict:
         info = {"tracks": [{"id": t.id, "first": min(t.points), "last": max(t.points),
                             "frames": t.n_frames, "unfitted": len(t.held),
-                            "height_px": round(t.mean_height(), 1)} for t in tracks],
+                            "height_px": round(t.mean_height(), 1), **_portrait(t)}
+                           for t in tracks],
                 "scored_track": None if chosen is None else chosen.id, "face_choice": reason,
                 "cuts": list(self.tracker.cuts), "frame_size": list(self.size or (0, 0))}
         if chosen is not None and chosen.held:
@@ -357,6 +358,16 @@ def scored_frames(track: Track) -> list[int]:
     """The frames of a track that are scored: those the mesh fitted, or, where it fitted none
     (a face turned away throughout), the held ones."""
     return sorted(track.trusted() or track.points)
+
+
+def _portrait(track: Track) -> dict:
+    """Where to see this face: a middle scored frame and its box (source pixels), for a face
+    picker's crop."""
+    frames = scored_frames(track)
+    if not frames:
+        return {}
+    mid = frames[len(frames) // 2]
+    return {"frame": int(mid), "box": [round(v, 1) for v in track.box(mid)]}
 
 
 def relative_change(before: np.ndarray, after: np.ndarray) -> float:
