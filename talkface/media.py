@@ -122,6 +122,13 @@ def _to_rgb(frame: av.VideoFrame, max_side: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
 
 
+def _plane_view(plane: av.video.plane.VideoPlane, rows: int, cols: int) -> np.ndarray:
+    """The pixels of one 8-bit plane as a (rows, cols) view of the decoder's buffer: no copy
+    (rows keep the decoder's padding as their stride; OpenCV and numpy read such views as they
+    are). The view holds a reference to the frame, so the buffer lives as long as it does."""
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+
+
 class NativeFrame:
     """One frame at the source's own resolution, kept as its YUV 4:2:0 planes (upright).
 
@@ -140,10 +147,9 @@ class NativeFrame:
                 frame.height % 2:
             frame = frame.reformat(width=frame.width // 2 * 2 or 2,
                                    height=frame.height // 2 * 2 or 2, format="yuv420p")
-        planes = frame.to_ndarray(format=frame.format.name)  # (h * 3 / 2, w), no conversion
         h, w = frame.height, frame.width
-        y, chroma = planes[:h], planes[h:].reshape(2, h // 2, w // 2)
-        u, v = chroma[0], chroma[1]
+        y, u, v = (_plane_view(p, rows, cols) for p, rows, cols in
+                   zip(frame.planes, (h, h // 2, h // 2), (w, w // 2, w // 2)))
         turns = _turns(frame)
         if turns:
             y, u, v = (np.ascontiguousarray(np.rot90(p, k=turns)) for p in (y, u, v))

@@ -23,7 +23,6 @@ of the face's brightness (as in the temporal-flickering measure of EvalCrafter /
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
@@ -206,10 +205,20 @@ def repeated_frames(bundle) -> Optional[tuple[np.ndarray, np.ndarray]]:
         return low, counted
     padded = np.pad(np.where(counted, diff, np.nan), LOCAL, constant_values=np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * LOCAL + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # windows with no counted frame
-        local = np.nanpercentile(windows, 90, axis=1)
+    local = _nanpercentile_rows(windows, 90)
     return low & (diff < REPEAT_RELATIVE * np.nan_to_num(local)), counted
+
+
+def _nanpercentile_rows(rows: np.ndarray, q: float) -> np.ndarray:
+    """`np.nanpercentile(rows, q, axis=1)` to the last bit (NaN for a row of NaNs), without its
+    per-row Python loop: rows sorted (NaNs last), then one percentile per count of numbers."""
+    ordered = np.sort(rows, axis=1)
+    counts = (~np.isnan(ordered)).sum(axis=1)
+    out = np.full(len(rows), np.nan)
+    for n in np.unique(counts[counts > 0]):
+        pick = counts == n
+        out[pick] = np.percentile(ordered[pick, :n], q, axis=1)
+    return out
 
 
 def _resampling_repeats(bundle) -> float:

@@ -15,7 +15,7 @@ from talkface.features import Extractor, FeatureBundle, create_backend, list_bac
 from talkface.features.audio import extract_audio_features
 from talkface.features.image_stats import region_stats
 
-from conftest import index_frames, tone
+from conftest import ROOT, index_frames, tone
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,47 @@ def test_an_extractor_rebuilds_from_its_recorded_settings(backend):
     can always be scored with the features it was trained on."""
     first = Extractor(backend=backend)
     assert Extractor(first.spec.extractor).spec.fingerprint == first.spec.fingerprint
+
+
+# The shipped checkpoint's features on a few fixtures (a clean face, a blurred one, a heavily
+# compressed one, one without audio): what a faster decoder or face stage must keep, since the
+# quality model is trained on them. Regenerate only after a change meant to move features (and
+# then bump the backend's revision, which keys the feature cache), from the repository root:
+#     PYTHONPATH=. python tests/test_features.py --write-expected
+STORED = ("00_clean", "03_blur", "05_crf", "06_no_audio")
+EXPECTED_FEATURES = ROOT / "tests" / "data" / "expected_features.npz"
+
+
+def shipped_features() -> dict[str, np.ndarray]:
+    """{"<fixture>/<visual|audio|valid>": array} with the shipped checkpoint's own extractor."""
+    from talkface.api import extractor_for
+    from talkface.checkpoint import load_checkpoint
+    extractor = extractor_for(load_checkpoint(ROOT / "talkface" / "checkpoints" / "default").spec)
+    out = {}
+    for name in STORED:
+        bundle = extractor.extract(ROOT / "tests" / "data" / "fixtures" / f"{name}.mp4")
+        out.update({f"{name}/visual": bundle.visual, f"{name}/audio": bundle.audio,
+                    f"{name}/valid": bundle.valid})
+    return out
+
+
+@pytest.mark.slow
+def test_shipped_extractor_reproduces_stored_features():
+    """Every visual and audio column within 1e-4 of the stored features, the same face frames."""
+    with np.load(EXPECTED_FEATURES, allow_pickle=False) as stored:
+        expected = {k: stored[k] for k in stored.files}
+    actual = shipped_features()
+    assert set(actual) == set(expected)
+    for key, want in expected.items():
+        if key.endswith("/valid"):
+            np.testing.assert_array_equal(actual[key], want, err_msg=key)
+        else:
+            assert actual[key].shape == want.shape, key
+            worst = np.abs(actual[key].astype(np.float64) - want).max(axis=0)
+            assert (worst <= 1e-4).all(), (key, np.flatnonzero(worst > 1e-4)[:10],
+                                           float(worst.max()))
+
+
+if __name__ == "__main__" and "--write-expected" in __import__("sys").argv:
+    np.savez_compressed(EXPECTED_FEATURES, **shipped_features())
+    print(f"wrote {EXPECTED_FEATURES}")

@@ -2,8 +2,8 @@
 
 `Extractor` is built from one `ExtractorConfig` (backend and its options, frame rate, sample rate,
 sync model). Per clip it opens a backend session (all per-clip state lives there, so one extractor
-serves several threads), streams frames into it from `talkface.media` (decoding runs ahead in a
-thread), computes librosa audio features on the same frame grid and, where the config names a sync
+serves several threads), streams frames into it from `talkface.media` (frames and the audio
+track decode ahead in threads), computes librosa audio features on the same frame grid and, where the config names a sync
 model, the sync columns; then it writes warnings a reader can act on. Everything is recorded in one
 `FeatureSpec`. A bundle is saved as `.npz` (arrays) + `.json` (spec and info): no pickle.
 """
@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -230,13 +231,17 @@ class Extractor:
         total = int(min(info.duration, cfg.max_seconds) * cfg.fps) or None
         session = self._start(total)
         n = 0
-        for i, frame in enumerate(media.prefetched(self.frames(path))):
-            session.update(frame, i)
-            n = i + 1
-            if progress is not None:
-                progress(n, max(total or n, n), f"frames of {name}")
-        media.check_length(n, cfg.fps, name, cfg.min_seconds)
-        audio = media.load_audio(path, cfg.sample_rate, cfg.max_seconds)
+        # the audio track decodes beside the frames (FFmpeg works without the GIL), on a core
+        # the face stage leaves idle; its errors are raised here, after the frames' own
+        with ThreadPoolExecutor(1, thread_name_prefix="talkface-audio") as pool:
+            audio_job = pool.submit(media.load_audio, path, cfg.sample_rate, cfg.max_seconds)
+            for i, frame in enumerate(media.prefetched(self.frames(path))):
+                session.update(frame, i)
+                n = i + 1
+                if progress is not None:
+                    progress(n, max(total or n, n), f"frames of {name}")
+            media.check_length(n, cfg.fps, name, cfg.min_seconds)
+            audio = audio_job.result()
         return info, session.finish(audio, self._choose_speaker, face), audio
 
     def extract(self, path: str | os.PathLike, progress: Optional[Progress] = None,

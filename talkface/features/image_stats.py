@@ -39,7 +39,7 @@ def grid_crop(frame: np.ndarray, box: Box, grid: int = 8) -> Optional[np.ndarray
 def stats_row(gray: np.ndarray, rgb: np.ndarray, coded: np.ndarray,
               prev: Optional[np.ndarray]) -> np.ndarray:
     """The 8 statistics of one region. gray: float32 crop at its analysis size; rgb: the same
-    crop in colour (for brightness-independent colour means); coded: float32 grey pixels at the
+    crop in colour (for brightness-independent colour means); coded: grey pixels (uint8) at the
     source's own resolution starting on its 8x8 coding grid (for blockiness); prev: the previous
     frame's `gray` (or None)."""
     r, g, b = cv2.mean(rgb)[:3]

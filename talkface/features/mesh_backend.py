@@ -386,12 +386,13 @@ def prev_centre_iod(track: Track, i: int) -> tuple[np.ndarray, float]:
 
 
 def _coded(frame: NativeFrame, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The source's own luma pixels under a crop, from its coding grid (for blockiness)."""
+    """The source's own luma pixels under a crop, from its coding grid (for blockiness): a
+    uint8 view of the frame, not a copy."""
     box = crops.source_box(matrix, size)
     region = grid_crop(frame.y, box)
     if region is None:
-        return np.zeros((16, 16), np.float32)
-    return region.astype(np.float32)
+        return np.zeros((16, 16), np.uint8)
+    return region
 
 
 def _sample_points(k: int, n_frames: Optional[int]) -> list[int]:
