@@ -198,3 +198,23 @@ def test_a_second_app_leaves_the_trainer_of_a_living_app_alone_on_exit(tmp_path)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_page_opened_during_a_job_shows_the_job_s_config_and_dataset(tmp_path):
+    """The Train tab's controls show what the running job was started with, not their defaults
+    (a page opened during a "tiny" run used to read "optimized")."""
+    from types import SimpleNamespace
+
+    from talkface.app import train_tab
+
+    job = TrainingJob([], tmp_path / "app-20260101-000000",
+                      settings={"config": "tiny", "dataset": "folder: mine"})
+    job.status = "running"
+    registry = SimpleNamespace(choices=lambda: ["bundled demo set", "folder: mine"])
+    state = SimpleNamespace(jobs=SimpleNamespace(current=job), registry=registry)
+    *_, dataset, config = train_tab._on_load(state)
+    assert config["value"] == "tiny" and dataset["value"] == "folder: mine"
+    assert "config tiny" in job.summary() and "dataset folder: mine" in job.summary()
+    job.status = "finished"  # once it ended, the page keeps the user's own choices
+    *_, dataset, config = train_tab._on_load(state)
+    assert "value" not in config and "value" not in dataset

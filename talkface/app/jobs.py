@@ -159,8 +159,10 @@ class TrainingJob:
     levels below the app, so interactive scoring keeps the CPU it needs."""
 
     def __init__(self, steps: list[tuple[str, Step]], run_dir: Path, nice: int = NICE,
-                 mode: str = "train") -> None:
+                 mode: str = "train", settings: Optional[dict] = None) -> None:
         self.steps, self.run_dir, self.nice, self.mode = steps, Path(run_dir), nice, mode
+        # what the job was started with (config, dataset), for a page opened while it runs
+        self.settings = dict(settings or {})
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.run_dir / "job.log"
         self.status = "pending"  # pending, running, finished, failed, cancelled
@@ -189,7 +191,8 @@ class TrainingJob:
         """What a restarted app needs to find this job again (`talkface.app.runs`)."""
         try:
             write_record(self.run_dir, {
-                "run": self.name, "mode": self.mode, "status": self.status,
+                "run": self.name, "mode": self.mode, "settings": self.settings,
+                "status": self.status,
                 "message": self.message, "started": self.started, "ended": self.ended,
                 "step": step, "last_step": self.steps[-1][0] if self.steps else "",
                 "pid": proc.pid if proc is not None else None,
@@ -288,7 +291,9 @@ class TrainingJob:
     def summary(self) -> str:
         took = (self.ended or time.time()) - (self.started or time.time())
         kind = "search" if self.mode == "search" else "job"
-        return f"{kind} {self.name}: {self.status} after {took:.0f} s" + \
+        what = ", ".join(f"{k} {v}" for k, v in self.settings.items() if v)
+        return f"{kind} {self.name}{f' ({what})' if what else ''}: {self.status} after " \
+            f"{took:.0f} s" + \
             (f" ({self.message})" if self.message and self.status != "running" else "")
 
 
@@ -298,7 +303,8 @@ class AdoptedJob(TrainingJob):
     and cancelled through its process group, as `TrainingJob.cancel` does."""
 
     def __init__(self, run_dir: Path, record: dict, poll: float = 1.0) -> None:
-        super().__init__([], run_dir, mode=record.get("mode") or "train")
+        super().__init__([], run_dir, mode=record.get("mode") or "train",
+                         settings=record.get("settings") or {})
         self.record, self.pid, self.poll = record, int(record["pid"]), poll
         self.steps = [(record.get("last_step") or "", [])]  # what its record says
         self.started = record.get("started") or time.time()
@@ -337,7 +343,8 @@ class AdoptedJob(TrainingJob):
 
 def ended_job(run_dir: Path, record: dict, nice: int = NICE) -> TrainingJob:
     """The job of a record left 'running' whose trainer is gone, marked ended on disk."""
-    job = TrainingJob([], run_dir, nice, record.get("mode") or "train")
+    job = TrainingJob([], run_dir, nice, record.get("mode") or "train",
+                      record.get("settings") or {})
     job.status, job.message = outcome(run_dir, record)
     job.started, job.ended = record.get("started"), time.time()
     job.steps = [(record.get("last_step") or "", [])]
@@ -404,7 +411,8 @@ class JobManager:
             prefix = "search" if spec.mode == "search" else "app"
             run_dir = self.runs_root / time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
             steps = build_steps(spec, run_dir, data, self.min_eval_clips)
-            self.current = TrainingJob(steps, run_dir, self.nice, spec.mode).start()
+            settings = {"config": spec.config, "dataset": spec.dataset}
+            self.current = TrainingJob(steps, run_dir, self.nice, spec.mode, settings).start()
             self.prune()
             log.info("started %s: %s", run_dir, steps[-1][1])
             return self.current

@@ -43,7 +43,8 @@ def train_tab(state: AppState):
                               # appears); the registry, not Gradio, refuses unknown labels
                               allow_custom_value=True)
         n_clips = gr.Number(value=10 * state.min_eval_clips, precision=0,
-                            label="Clips to generate", elem_id="train-nclips")
+                            label="Clips to generate", elem_id="train-nclips",
+                            visible=_dataset_choices(state)[0] == GENERATE)
         trials = gr.Number(value=8, precision=0, label="Trials (search)", elem_id="train-trials",
                            visible=searching)
     upload = gr.File(label=f"Add a dataset: a .zip with manifest.csv and its clips (at least "
@@ -127,17 +128,26 @@ def train_tab(state: AppState):
     cancel.click(cancel_job, None, status, api_name="train_cancel")
     promote.click(promote_job, name, promoted, api_name="promote")
     upload.upload(add_dataset, upload, [status, dataset], api_name="train_dataset")
-    return lambda: _on_load(state), [*polled, dataset]
+    # the number of clips only means something when new clips are generated
+    dataset.change(lambda ds: gr.update(visible=ds == GENERATE), dataset, n_clips,
+                   api_visibility="private", show_progress="hidden")
+    return lambda: _on_load(state), [*polled, dataset, config]
 
 
 def _on_load(state: AppState) -> tuple:
-    """A page opened (or reloaded) while a job runs shows that job and follows it; the dataset
-    list is read afresh (a folder added under a data root appears)."""
+    """A page opened (or reloaded) while a job runs shows that job, follows it, and shows the
+    config and dataset it was started with; the dataset list is read afresh (a folder added
+    under a data root appears)."""
     try:
         view = job_view(state)
     except Exception:  # noqa: BLE001 - a page must open whatever a run folder holds
         view = blanks(7)(status_html("The current job could not be read.", "error"))
-    return (*view, gr.update(choices=_dataset_choices(state)))
+    job = state.jobs.current
+    started = job.settings if job is not None and job.running else {}
+    choices = _dataset_choices(state)
+    dataset = started.get("dataset")
+    return (*view, gr.update(choices=choices, **({"value": dataset} if dataset in choices else {})),
+            gr.update(**({"value": started["config"]} if started.get("config") else {})))
 
 
 def _dataset_choices(state: AppState) -> list[str]:
