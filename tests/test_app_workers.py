@@ -138,3 +138,28 @@ def test_requests_on_other_workers_go_on_when_one_dies(here, clips):
         assert again.ok
     finally:
         workers.close()
+
+
+def test_a_promotion_reaches_the_workers(clips, tmp_path):
+    """The app's state: after a promotion the next clip is scored by workers built on the new
+    checkpoint, with that checkpoint's in-process scores."""
+    from helpers import make_random_checkpoint
+
+    from talkface.app.state import AppState
+    first = make_random_checkpoint(tmp_path / "first", seed=0)
+    second = make_random_checkpoint(tmp_path / "second", seed=1)
+    state = AppState(str(first), tmp_path / "checkpoints", tmp_path / "runs",
+                     demo_dir=tmp_path / "no-samples", scratch=tmp_path / "scratch", workers=1)
+    path = str(clips["00_clean.mp4"])
+    try:
+        before = state.score(path).scores
+        old = state.scorer().feature_workers
+        assert old.settings.checkpoint == str(first)
+        target = state.promote(second, "next")
+        workers = state.scorer().feature_workers
+        assert workers is not old and old.closed
+        assert Path(workers.settings.checkpoint).resolve() == target.resolve()
+        after = state.score(path).scores
+        assert after == load_scorer(target).score(path).scores and after != before
+    finally:
+        state.close()
