@@ -14,7 +14,9 @@ with `syncnet_weights`, SyncNet's paper-standard LSE-D / LSE-C.
     result.scores                               # {"lip_sync": 0.81, ...}; None = not judged
 
 A Scorer keeps no per-call state (the extractor opens a session per clip; remembered results are
-handed out as deep copies), so one Scorer can serve several threads.
+handed out as deep copies), so one Scorer can serve several threads. Its features can be made in
+other processes (`feature_workers`, the app's: `talkface.parallel.FeatureWorkers`); the model, the
+memo and the result stay here, so the results are the same.
 """
 from __future__ import annotations
 
@@ -82,6 +84,9 @@ class Scorer:
         self._references: dict[str, Optional[np.ndarray]] = {}
         self.calibration = loaded.calibration
         self.syncnet = syncnet
+        # where `features` makes them: here (None), or the app's worker processes
+        # (`talkface.parallel.FeatureWorkers`, each with a Scorer built like this one)
+        self.feature_workers = None
 
     def clear_memory(self) -> None:
         """Forget results kept in memory (the feature cache on disk is kept)."""
@@ -100,7 +105,12 @@ class Scorer:
     def features(self, video: str | os.PathLike, progress: Optional[Progress] = None,
                  face: Optional[int] = None, digest: Optional[str] = None) -> FeatureBundle:
         """Features of `video` (from the cache when the same bytes were seen before). The file
-        is probed once and hashed once."""
+        is probed once and hashed once; with `feature_workers`, all of this happens in one of
+        them."""
+        if self.feature_workers is not None:
+            bundle = self.feature_workers.features(video, progress, face, digest)
+            self.spec.check_compatible(bundle.spec, "checkpoint", "the worker's features")
+            return bundle
         info = media.probe(video)  # readable errors for missing, empty or non-video files
         if self.cache is not None:
             bundle = self.cache.get_or_extract(self.extractor, video, progress,

@@ -23,16 +23,24 @@ reason, as in one process, and results come back in input order.
   first file), otherwise as its bytes, which the actor writes to a temporary file of the same
   name. An actor that dies on a file fails that file with the reason and is replaced.
 
+- The app (`FeatureWorkers`, `talkface app --workers N`): N spawned processes, each with its own
+  Scorer, making one clip's features at a time for the app's requests through
+  `Scorer.features`; the model, the memo and everything drawn from a result stay in the app.
+
 How far one caller goes: the model takes tens of milliseconds a clip on one thread here against
 seconds of features in a worker, so one caller keeps dozens of workers busy; beyond that, split
 the files between callers with `--shard I/N` (docs/scaling.md).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import sys
 import tempfile
+import threading
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +50,7 @@ from .errors import BackendUnavailable, TalkfaceError
 
 if TYPE_CHECKING:
     from .api import Scorer
-    from .features.extract import FeatureBundle
+    from .features.extract import FeatureBundle, Progress
     from .results import ScoreResult
     from .spec import ExtractorConfig
 
@@ -92,8 +100,6 @@ def score_files(scorer: "Scorer", files: Iterable[str | os.PathLike], workers: i
     paths = [str(f) for f in files]
     if workers <= 1 or len(paths) < 2:
         return scorer.score_many(paths, batch_size, progress, reference)
-    from concurrent.futures.process import BrokenProcessPool
-
     from .features.batch import run_per_file
     settings = settings or ScorerSettings.of(scorer)
     made = run_per_file(_features, paths, paths, None, min(workers, len(paths)),
@@ -128,6 +134,152 @@ def _torch_threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# --- the app's feature workers ------------------------------------------------------------------
+
+class FeatureWorkers:
+    """Processes that make features for a Scorer in another process (the app's): `count`
+    spawned workers, each building its own Scorer once from `settings` (so each has its own
+    feature cache handle and face models) and making one clip's features at a time.
+
+    `scorer.feature_workers = FeatureWorkers(ScorerSettings.of(scorer), 2)` sends everything
+    `scorer.features` does (probe, hash, cache, extraction) to a free worker; the caller's
+    thread waits, relaying the worker's progress. The bundle that comes back is the one the
+    worker's `Scorer.features` returned, so scores, attention and everything drawn from them are
+    those of the one-process path. Each worker is a one-process pool of its own: a worker that
+    dies (killed, out of memory) fails only the clip it was making, with a message saying so,
+    and a fresh one takes its place. `recycle_after`: a worker is replaced by a fresh one after
+    that many clips (None: never), which bounds what a long-lived worker can accumulate.
+    """
+
+    def __init__(self, settings: ScorerSettings, count: int,
+                 recycle_after: Optional[int] = None) -> None:
+        self.settings, self.count, self.recycle_after = settings, max(1, count), recycle_after
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers = [self._new_worker() for _ in range(self.count)]
+        for worker in self._workers:
+            self._idle.put(worker)
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _new_worker(self) -> "_Worker":
+        import multiprocessing
+
+        from .features.batch import process_pool
+        relay = multiprocessing.get_context("spawn").SimpleQueue()
+        pool = process_pool(1, make=functools.partial(_worker_state, self.settings, relay),
+                            share=self.count, max_tasks_per_child=self.recycle_after)
+        return _Worker(pool, relay)
+
+    def start(self) -> None:
+        """Start every worker now (each builds its Scorer, seconds), not on its first clip."""
+        from .features.batch import run_job
+        for worker in self._workers:
+            worker.pool.submit(run_job, _started, None)
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (those started so far)."""
+        return [pid for w in self._workers for pid in (w.pool._processes or {})]
+
+    def features(self, video: str | os.PathLike, progress: Optional["Progress"] = None,
+                 face: Optional[int] = None, digest: Optional[str] = None) -> "FeatureBundle":
+        """`Scorer.features(video, progress, face, digest)` in a free worker (waits for one)."""
+        from .features.batch import run_job
+        worker = self._take()
+        name = Path(video).name
+        try:
+            future = worker.pool.submit(run_job, _clip_features, (str(video), face, digest))
+            return worker.wait(future, progress)
+        except BrokenProcessPool:
+            log.warning("the feature worker died while making the features of %s; replacing it",
+                        name)
+            worker = self._replace(worker)
+            raise TalkfaceError(f"{name}: the worker process making its features stopped "
+                                f"(killed, or out of memory); a new one has taken its place: "
+                                f"score the clip again") from None
+        finally:
+            self._idle.put(worker)
+
+    def _take(self) -> "_Worker":
+        while True:
+            if self.closed:
+                raise TalkfaceError("the model was swapped while this clip waited for a "
+                                    "worker: score it again")
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def _replace(self, dead: "_Worker") -> "_Worker":
+        dead.pool.shutdown(wait=False, cancel_futures=True)
+        fresh = self._new_worker()
+        with self._lock:
+            self._workers[self._workers.index(dead)] = fresh
+        if self.closed:
+            fresh.pool.shutdown(wait=False)
+        return fresh
+
+    def close(self) -> None:
+        """Stop the workers once the clips they are making are done; later calls fail."""
+        with self._lock:
+            self.closed = True
+            for worker in self._workers:
+                worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class _Worker:
+    """One worker process (a one-process pool, so its death breaks nothing else) and the queue
+    its progress reports come back on."""
+
+    pool: "object"  # concurrent.futures.ProcessPoolExecutor
+    relay: "object"  # multiprocessing SimpleQueue of (done, total, what)
+
+    def wait(self, future, progress: Optional["Progress"]):
+        while True:
+            try:
+                result = future.result(timeout=0.1)
+            except TimeoutError:
+                self._relay(progress)
+                continue
+            self._relay(progress)  # the reports are sent before the result
+            return result
+
+    def _relay(self, progress: Optional["Progress"]) -> None:
+        while not self.relay.empty():
+            done, total, what = self.relay.get()
+            if progress is not None:
+                progress(done, total, what)
+
+
+@dataclass
+class _WorkerState:
+    """What each app worker process holds: its Scorer and the queue its progress goes to."""
+
+    scorer: "Scorer"
+    relay: "object"
+
+
+def _worker_state(settings: ScorerSettings, relay) -> _WorkerState:
+    return _WorkerState(settings.build(), relay)
+
+
+def _started(state: _WorkerState, _) -> int:
+    return os.getpid()
+
+
+def _clip_features(state: _WorkerState, item: tuple) -> "FeatureBundle":
+    path, face, digest = item
+    try:
+        return state.scorer.features(path, lambda *report: state.relay.put(report), face,
+                                     digest)
+    except TalkfaceError:
+        raise  # readable, and it pickles (one message argument)
+    except Exception as err:  # the caller gets the reason; the traceback stays in this log
+        log.exception("unexpected failure on %s", path)
+        raise TalkfaceError(f"{Path(path).name}: unexpected {type(err).__name__}: "
+                            f"{err}") from None
 
 
 # --- Ray -----------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def side_tab(state: AppState) -> None:
         yield (status_html(done, "error" if failed else "ok"), *made, table, *lines)
 
     button.click(compare, inputs, outputs, api_name="side_by_side", concurrency_id="scorer",
-                 concurrency_limit=state.workers, show_progress_on=[status])
+                 concurrency_limit=state.concurrency, show_progress_on=[status])
     play.click(None, None, None, js=PLAY_BOTH, queue=False)
     pause.click(None, None, None, js=PAUSE_BOTH, queue=False)
 

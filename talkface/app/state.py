@@ -2,8 +2,13 @@
 training job manager, the datasets a client may train on, whether training is allowed at all,
 a scratch folder for downloads and previews, and the Dataset tab's predictions.
 
-The Scorer is safe to share between requests (it keeps no per-call state), so the app's scoring
-workers share it without a lock; loading and swapping it take one.
+The Scorer is safe to share between requests (it keeps no per-call state), so the app's request
+threads share it without a lock; loading and swapping it take one. With `workers` > 0 its features
+(decoding, the face stage, the audio features, the sync model: nearly all of a clip's time) are
+made by that many worker processes (`talkface.parallel.FeatureWorkers`), each with its own Scorer
+built from the same settings, so the app uses every core while its own process stays light; the
+model, the result memo and what the page draws run here. A swap (promotion) starts new workers
+on the new checkpoint. `workers=0` makes the features in the request threads.
 """
 from __future__ import annotations
 
@@ -37,8 +42,8 @@ class AppState:
                  runs_root: Optional[Path] = None, demo_dir: Path = SAMPLES_DIR,
                  data_roots: Iterable[Path] = (), scratch: Optional[Path] = None,
                  training_off: str = "", min_eval_clips: int = MIN_EVAL_CLIPS,
-                 workers: int = 1, syncnet_weights: Optional[str] = None,
-                 keep_runs: int = KEEP_RUNS) -> None:
+                 workers: int = 0, syncnet_weights: Optional[str] = None,
+                 keep_runs: int = KEEP_RUNS, recycle_after: Optional[int] = None) -> None:
         self.checkpoint = checkpoint
         self.syncnet_weights = syncnet_weights  # SyncNet's own weights: LSE on the Score tab
         self.root = Path(checkpoint_root) if checkpoint_root else ckpt.checkpoint_root()
@@ -49,7 +54,12 @@ class AppState:
                                keep_runs=keep_runs)
         self.min_eval_clips = int(min_eval_clips)
         self.training_off = training_off  # why training is off ("" when it is on)
-        self.workers = max(1, int(workers))
+        self.workers = max(0, int(workers))  # feature worker processes (0: none)
+        self.recycle_after = recycle_after  # clips before a worker is replaced by a fresh one
+        # requests scored at once: two per worker, so that a worker starts the next clip while
+        # the app runs the model and draws the last one (the others wait for a free worker)
+        self.concurrency = 2 * self.workers if self.workers else 1
+        self._feature_workers = None
         self._owns_scratch = scratch is None
         self.scratch = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="talkface-"))
         self._scorer = None
@@ -76,9 +86,22 @@ class AppState:
         from ..api import load_scorer
         with self._load_lock:
             if self._scorer is None:
-                self._scorer = load_scorer(self.checkpoint_path(),
-                                           syncnet_weights=self.syncnet_weights)
+                scorer = load_scorer(self.checkpoint_path(), syncnet_weights=self.syncnet_weights)
+                if self.workers:
+                    from ..parallel import FeatureWorkers, ScorerSettings
+                    self._feature_workers = FeatureWorkers(ScorerSettings.of(scorer),
+                                                           self.workers, self.recycle_after)
+                    self._feature_workers.start()
+                    scorer.feature_workers = self._feature_workers
+                self._scorer = scorer
             return self._scorer
+
+    def _drop_scorer(self) -> None:
+        """Forget the Scorer (the next request loads the active checkpoint); its workers stop
+        once the clips they are making are done. Called with the load lock held."""
+        if self._feature_workers is not None:
+            self._feature_workers.close()
+        self._scorer, self._feature_workers = None, None
 
     def score(self, path: str, progress=None, face=None, reference=None):
         return self.scorer().score(path, progress=progress, face=face, reference=reference)
@@ -93,7 +116,8 @@ class AppState:
         target = ckpt.promote(source, name, root=self.root)
         mark_promoted(source, self.runs_root)  # pruning keeps the run last promoted
         with self._load_lock:
-            self.checkpoint, self._scorer = None, None
+            self.checkpoint = None
+            self._drop_scorer()
         self.predictions.clear()
         return target
 
@@ -109,5 +133,7 @@ class AppState:
     def close(self) -> None:
         """Stop a running job and remove the scratch folder (on exit)."""
         self.jobs.shutdown()
+        with self._load_lock:
+            self._drop_scorer()
         if self._owns_scratch or self.scratch.name.startswith("talkface-app-"):
             shutil.rmtree(self.scratch, ignore_errors=True)

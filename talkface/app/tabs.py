@@ -218,10 +218,11 @@ def score_tab(state: AppState) -> None:
     for event in (reference.upload, reference.clear):
         event(portrait_changed, None, outputs, queue=False, api_visibility="private")
     button.click(score, [video, sample, source, face, reference], outputs, api_name="score",
-                 concurrency_id="scorer", concurrency_limit=state.workers,
+                 concurrency_id="scorer", concurrency_limit=state.concurrency,
                  show_progress_on=[status]).then(
         make_preview, scored, [status, preview], concurrency_id="scorer",
-        concurrency_limit=state.workers, api_visibility="private", show_progress="minimal")
+        concurrency_limit=state.concurrency, api_visibility="private",
+        show_progress="minimal")
     batch_section(state)
 
 
@@ -270,7 +271,7 @@ def batch_section(state: AppState) -> None:
                _clip_table(state, results), [str(p) for p in made])
 
     button.click(run, [files, folder], [status, table, export], api_name="score_batch",
-                 concurrency_id="scorer", concurrency_limit=state.workers,
+                 concurrency_id="scorer", concurrency_limit=state.concurrency,
                  show_progress_on=[status])
     files.change(lambda: (status_html(""), None, None), None, [status, table, export],
                  queue=False, api_visibility="private")
@@ -365,7 +366,7 @@ def dataset_tab(state: AppState) -> None:
 
     condition.change(show, condition, [status, table], api_name="dataset")
     score_button.click(score_all, condition, [status, table], api_name="dataset_score",
-                       concurrency_id="scorer", concurrency_limit=state.workers,
+                       concurrency_id="scorer", concurrency_limit=state.concurrency,
                        show_progress_on=[status])
 
 
@@ -450,7 +451,7 @@ def compare_tab(state: AppState) -> None:
     for item in files:
         item.change(changed, None, outputs, queue=False, api_visibility="private")
     button.click(compare, inputs, outputs, api_name="compare", concurrency_id="scorer",
-                 concurrency_limit=state.workers, show_progress_on=[status])
+                 concurrency_limit=state.concurrency, show_progress_on=[status])
 
 
 # --- Model ---------------------------------------------------------------------------------------

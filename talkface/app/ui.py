@@ -6,8 +6,10 @@ Gradio wiring only: the page and the server. The tabs are laid out in `talkface.
 `talkface.app.side_tab` and `talkface.app.train_tab`; what they compute lives in `views`,
 `picker`, `train_views`, `state`, `jobs`, `preview`, `talkface.plots` and
 `talkface.leaderboard`. Server defaults: analytics off, bound to 127.0.0.1, SSR off, a queue
-with a small pool of scoring workers (the Scorer is thread-safe),
-an upload size limit, uploads deleted after an hour, every error shown as a readable message on
+feeding `--workers` feature worker processes (default min(2, cpu_count): each makes one clip's
+features at a time with its own Scorer, `talkface.parallel.FeatureWorkers`; the model and the
+drawing stay in the app's request threads, which share one thread-safe Scorer), an upload size
+limit, uploads deleted after an hour, every error shown as a readable message on
 the page. A server reachable from other machines (`--host` other than loopback) does not start
 without credentials unless `--insecure` says so, and then training and promotion are off; with
 credentials, failed logins are limited per client address (`talkface.app.login`). On exit
@@ -115,8 +117,9 @@ def training_off_reason(host: str, credentials: list, no_training: bool) -> str:
 
 
 def set_threads(workers: int) -> None:
-    """Give each scoring worker its share of the cores: torch's intra-op pool and OpenCV's
-    would otherwise each start one thread per core per worker."""
+    """Give the app's request threads their share of the cores (the worker processes take
+    theirs, `talkface.features.batch.process_pool`): torch's intra-op pool and OpenCV's would
+    otherwise each start one thread per core."""
     import cv2
     import torch
     share = max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -146,7 +149,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-training", dest="no_training", action="store_true",
                    help="switch training and promotion off")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="clips scored at the same time (default: 2, or 1 on one core)")
+                   help="worker processes making clips' features, one clip each at a time "
+                        "(default: 2, or 1 on one core; 0: in the app's own process)")
+    p.add_argument("--recycle-after", dest="recycle_after", type=int, default=None,
+                   metavar="K", help="replace a worker process by a fresh one after K clips "
+                                     "(default: never)")
     p.add_argument("--keep-runs", dest="keep_runs", type=int, default=KEEP_RUNS,
                    help=f"training run folders kept under --runs-root: the newest N (default "
                         f"{KEEP_RUNS}), besides the running one and the one last promoted")
@@ -192,7 +199,8 @@ def main(argv=None) -> None:
                          training_off=training_off_reason(args.host, credentials,
                                                           args.no_training),
                          min_eval_clips=args.min_eval_clips, workers=args.workers,
-                         syncnet_weights=args.syncnet_weights, keep_runs=args.keep_runs)
+                         syncnet_weights=args.syncnet_weights, keep_runs=args.keep_runs,
+                         recycle_after=args.recycle_after)
         if state.training_off:
             log.warning("training and promotion are off: %s", state.training_off)
         demo = build_app(state)

@@ -58,6 +58,25 @@ def _run_in_worker(args: tuple) -> tuple[Any, Optional[str]]:
     return _run(job, _PROCESS.get("extractor"), item, name)
 
 
+def process_pool(workers: int, config: Optional[ExtractorConfig] = None,
+                 make: Optional[Callable[[], Any]] = None, share: Optional[int] = None,
+                 max_tasks_per_child: Optional[int] = None) -> ProcessPoolExecutor:
+    """`workers` spawned processes, each building its extractor (or what `make` builds) once,
+    with its share of the cores as torch and OpenCV threads: cpu_count // `share` (default:
+    `workers`, the pool's own size). `max_tasks_per_child`: a process is replaced by a fresh one
+    after that many jobs (None: never). Submit `run_job` (or `run_per_file` maps)."""
+    threads = max(1, (os.cpu_count() or 1) // (share or workers))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(config, threads, make),
+                               max_tasks_per_child=max_tasks_per_child)
+
+
+def run_job(job: Job, item: Any) -> Any:
+    """In a `process_pool` worker: `job(the process's extractor or what `make` built, item)`;
+    what it raises goes back to the caller (`run_per_file` turns it into a message instead)."""
+    return job(_PROCESS.get("extractor"), item)
+
+
 def run_per_file(job: Job, items: Sequence[Any], names: Sequence[str],
                  config: Optional[ExtractorConfig], workers: int = 1, extractor=None,
                  make: Optional[Callable[[], Any]] = None, chunksize: int = 4
@@ -72,10 +91,7 @@ def run_per_file(job: Job, items: Sequence[Any], names: Sequence[str],
     """
     labels = [Path(name).name for name in names]
     if workers > 1 and len(items) > 1:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker,
-                                 initargs=(config, threads, make)) as pool:
+        with process_pool(workers, config, make) as pool:
             try:
                 yield from pool.map(_run_in_worker, [(job, item, label) for item, label in
                                                      zip(items, labels)], chunksize=chunksize)
