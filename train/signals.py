@@ -118,9 +118,13 @@ def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str
     meta = loaded.meta
     shipping = "talkface/checkpoints" in str(Path(out).resolve())
     card = card_section(loaded.card, cal, data, edge)
-    return save_checkpoint(out, loaded.model, meta.options, metrics=meta.metrics, data=meta.data,
-                           command=meta.command, card=card, calibration=cal.to_meta(),
-                           shipping=shipping)
+    folder = save_checkpoint(out, loaded.model, meta.options, metrics=meta.metrics,
+                             data=meta.data, command=meta.command, card=card,
+                             calibration=cal.to_meta(), shipping=shipping)
+    if meta.onnx:  # the folder is written anew: export its model.onnx again (same weights)
+        from talkface.export import add_onnx
+        add_onnx(folder, shipping=shipping)
+    return folder
 
 
 CARD_HEADING = "## Measured signals and their penalties"
