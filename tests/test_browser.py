@@ -67,6 +67,9 @@ def test_upload_a_clip_and_see_scores_and_heatmap(page, face_video):
     page.wait_for_function("() => !document.querySelector('#score-status').innerText"
                            ".includes('follows')", timeout=30_000)
     assert page.locator("#score-frames img").count() >= 1
+    # the attended frames load without being scrolled into view (no empty tiles below the fold)
+    page.wait_for_function("() => [...document.querySelectorAll('#score-frames img')].every("
+                           "(img) => img.complete && img.naturalWidth > 0)", timeout=30_000)
     legend = page.inner_text("#score-legend")
     assert "How to read the cards" in legend and "better than N% of reference clips" in legend
     assert "Overall" in page.inner_text("#score-cards") and "combines" in page.inner_text(

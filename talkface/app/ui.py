@@ -41,7 +41,7 @@ from .state import AppState  # noqa: E402
 from .side_tab import side_tab  # noqa: E402
 from .tabs import compare_tab, dataset_tab, model_tab, score_tab  # noqa: E402
 from .train_tab import train_tab  # noqa: E402
-from .views import CSS_FILE  # noqa: E402
+from .views import CSS_FILE, EAGER_IMAGES  # noqa: E402
 
 log = logging.getLogger("talkface.app")
 MAX_UPLOAD = "500mb"
@@ -208,7 +208,8 @@ def main(argv=None) -> None:
         _stop_on_sigterm()
         demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False,
                     max_file_size=args.max_file_size, show_error=False, quiet=False,
-                    footer_links=["api"], css=CSS_FILE.read_text(), theme=gr.themes.Soft(),
+                    footer_links=["api"], css=CSS_FILE.read_text(), head=EAGER_IMAGES,
+                    theme=gr.themes.Soft(),
                     auth=credentials or None, app_kwargs=server_options(credentials))
     finally:
         if state is not None:

@@ -29,6 +29,13 @@ DEMO_DIR = SAMPLES_DIR
 BAND_COLOURS = {"excellent": "#1a9850", "good": "#66bd63", "fair": "#fdae61", "poor": "#f46d43",
                 "bad": "#d73027", "not judged": "#9e9e9e"}
 CSS_FILE = Path(__file__).with_name("style.css")
+# Gradio's galleries load their images lazily: frames below the fold (the attended-frames gallery)
+# stay empty tiles until scrolled to, and in full-page screenshots. Load every image eagerly.
+EAGER_IMAGES = """<script>
+new MutationObserver(() => document.querySelectorAll('img[loading="lazy"]').forEach(
+  (img) => { img.loading = "eager"; })).observe(document.documentElement,
+  {subtree: true, childList: true});
+</script>"""
 NOT_JUDGED = "not judged"
 
 
