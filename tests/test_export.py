@@ -206,3 +206,21 @@ def test_a_folder_s_onnx_graph_reads_the_folder_s_current_metadata(tmp_path):
     assert onnx.meta.calibration == torch_loaded.meta.calibration
     assert onnx.meta.calibration["penalties"] == {}
     assert onnx.meta.data["note"] == "recalibrated"
+
+
+def test_refitting_the_signal_reference_keeps_the_folder_s_onnx_graph(tmp_path):
+    """`train.signals` writes the checkpoint folder anew (new calibration, same weights): the
+    shipped folder must still hold a current model.onnx afterwards, or scoring falls back to
+    torch (scripts/reproduce.sh step 3b once left the shipped checkpoint without one)."""
+    import numpy as np
+    import pandas as pd
+    from talkface.signals import SIGNAL_LIST
+    from train.signals import store_reference
+    folder = tmp_path / "default"
+    shutil.copytree(SHIPPED, folder)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({s.name: rng.normal(size=20) for s in SIGNAL_LIST})
+    table["kind"], table["split"] = "talking_with_audio", "train"
+    out = store_reference(str(folder), str(folder), table, "footage")
+    assert (out / "model.onnx").exists() and onnx_problem(out) is None
+    assert json.loads((out / "meta.json").read_text())["calibration"]["signals"]
