@@ -25,6 +25,8 @@ A checkpoint may carry three things fitted after training (`train.ship`), all st
   range (their 10th-90th percentile) and up to `weight` as it leaves it,
   weight * (1 - exp(-excess / spread)), with `spread` the distance from their median to that
   edge. Applied after the monotone map, by `talkface.predict`, so card metrics include it.
+- `realism`: the generated-look model (`talkface.realism`, fitted by `train.realism`), whose
+  probability `talkface.predict` adds to a clip's signals as `generated_look`.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+
+from .realism import Realism
 
 OOD_QUANTILE = 99.0
 Z_CLIP = 10.0
@@ -119,6 +123,7 @@ class Calibration:
     signals: dict = field(default_factory=dict)  # signal -> 101 percentiles on real recordings
     signals_note: str = ""
     penalties: dict = field(default_factory=dict)  # task -> [{signal, weight, ...}]
+    realism: Optional["Realism"] = None  # `talkface.realism`: the generated-look model
 
     @classmethod
     def from_meta(cls, c: dict) -> "Calibration":
@@ -128,7 +133,8 @@ class Calibration:
                    np.asarray(ood["centre"]) if ood else None,
                    np.asarray(ood["scale"]) if ood else None,
                    float(ood.get("threshold", np.inf)), ood.get("groups", {}),
-                   c.get("signals", {}), c.get("signals_note", ""), c.get("penalties", {}))
+                   c.get("signals", {}), c.get("signals_note", ""), c.get("penalties", {}),
+                   Realism.from_meta(c["realism"]) if c.get("realism") else None)
 
     def to_meta(self) -> dict:
         out = {"monotone": self.monotone, "reference": self.reference,
@@ -137,6 +143,8 @@ class Calibration:
             out["signals"], out["signals_note"] = self.signals, self.signals_note
         if self.penalties:
             out["penalties"] = self.penalties
+        if self.realism is not None:
+            out["realism"] = self.realism.to_meta()
         if self.ood_centre is not None:
             out["ood"] = {"centre": [round(float(v), 6) for v in self.ood_centre],
                           "scale": [round(float(v), 6) for v in self.ood_scale],

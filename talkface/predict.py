@@ -89,6 +89,13 @@ def _finish(task, value: float, reason: Optional[str]) -> float:
     return float(min(max(value, task.low), task.high))
 
 
+def _read_realism(calibration, clip: ClipFeatures) -> None:
+    """Add the checkpoint's generated look (`talkface.realism`) to the clip's signals, once."""
+    realism = getattr(calibration, "realism", None)
+    if realism is not None and clip.signals.get("generated_look") is None:
+        clip.signals["generated_look"] = realism.probability(clip.visual, clip.valid)
+
+
 def _penalty(calibration, task: str, clip: ClipFeatures) -> float:
     """What the clip's measured signals take off `task` (the checkpoint's fitted penalties)."""
     return calibration.penalty(task, clip.signals) if calibration is not None else 0.0
@@ -132,6 +139,7 @@ def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
                    for t in model.tasks}
             spread = _spread(model.tasks, result, monotone)
             for b, (i, clip) in enumerate(zip(chunk, batch)):
+                _read_realism(calibration, clip)
                 scores = {t.name: _finish(t, raw[t.name][b] - _penalty(calibration, t.name, clip),
                                           clip.unjudged.get(t.name)) for t in model.tasks}
                 maps = {}

@@ -45,7 +45,9 @@ MIN_FRAMES = 8  # fewer valid frames than this: no signal
 @dataclass(frozen=True)
 class Signal:
     """One measured signal. `compute(bundle)` returns the clip's value or None (not measurable:
-    a missing column, too few frames, no speech for a speech-only signal)."""
+    a missing column, too few frames, no speech for a speech-only signal). A signal without
+    `compute` is read by the checkpoint (`generated_look`, `talkface.realism`): `talkface.predict`
+    adds it to the clip's signals where the checkpoint has the model for it."""
 
     name: str
     label: str
@@ -55,7 +57,7 @@ class Signal:
     high: float
     direction: Direction
     description: str
-    compute: Callable[["object"], Optional[float]]
+    compute: Optional[Callable[["object"], Optional[float]]]
 
     @property
     def higher_is_better(self) -> Optional[bool]:
@@ -405,6 +407,9 @@ SIGNAL_LIST = (
            "how much the head turns and nods", head_motion),
     Signal("identity_drift", "Identity drift", "visual_quality", "1 - cosine", 0.0, 1.0, "lower",
            "how far the face's identity moves between the clip's start and end", identity_drift),
+    Signal("generated_look", "Generated look", "overall", "probability", 0.0, 1.0, "lower",
+           "how much the face's pooled features look like a generator output rather than a real "
+           "recording (the checkpoint's realism model)", None),
 )
 SIGNALS = {s.name: s for s in SIGNAL_LIST}
 if len(SIGNALS) != len(SIGNAL_LIST):  # one home per signal: a name defined twice is a bug
@@ -436,9 +441,13 @@ def explain(task: str, standings: dict[str, Optional[float]], most: int = 3) -> 
 
 
 def measure_signals(bundle) -> dict[str, Optional[float]]:
-    """Every signal of one clip (None where it cannot be measured), in table order."""
+    """Every signal of one clip (None where it cannot be measured), in table order; one read
+    by the checkpoint is None here (`talkface.predict` fills it in)."""
     out = {}
     for signal in SIGNAL_LIST:
+        if signal.compute is None:
+            out[signal.name] = None
+            continue
         value = signal.compute(bundle)
         out[signal.name] = None if value is None or not np.isfinite(value) else round(value, 6)
     return out

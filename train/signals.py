@@ -91,7 +91,7 @@ def fit_signal_penalties(loaded, cal: Calibration, data: str, edge: int = 10) ->
         if task not in PENALISED:
             continue
         terms = [penalty_term(s.name, s.direction, cal.signals[s.name], edge)
-                 for s in SIGNAL_LIST if s.name in cal.signals
+                 for s in SIGNAL_LIST if s.name in cal.signals and s.compute is not None
                  and (s.task == task or task == "overall")]
         ok = np.isfinite(scores[:, i]) & np.isfinite(targets[:, i])
         fitted = fit_penalties(terms, [c.signals for c, k in zip(clips, ok) if k],
@@ -103,9 +103,11 @@ def fit_signal_penalties(loaded, cal: Calibration, data: str, edge: int = 10) ->
 
 
 def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str,
-                    data: Optional[str] = None, edge: int = 10) -> Path:
+                    data: Optional[str] = None, edge: int = 10, realism: bool = False) -> Path:
     """The checkpoint at `checkpoint` written to `out` with the signal reference added, its
-    monotone maps made smooth, and (with a benchmark at `data`) fitted signal penalties."""
+    monotone maps made smooth, (with a benchmark at `data`) fitted signal penalties, and (with
+    `realism`) the generated-look model fitted on `footage` with its overall penalty
+    (`train.realism.add_realism`)."""
     loaded = load_checkpoint(checkpoint)
     cal = Calibration.from_meta(loaded.meta.calibration or {})
     ranges = {t.name: (t.low, t.high) for t in loaded.tasks}
@@ -115,6 +117,10 @@ def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str
     cal.signals_note = (f"{n} real recordings of the training speakers of "
                         f"{Path(footage).name} (talking and silent faces)")
     cal.penalties = fit_signal_penalties(loaded, cal, data, edge) if data else {}
+    cal.realism = None
+    if realism:
+        from train.realism import add_realism
+        add_realism(loaded, cal, footage, checkpoint)
     meta = loaded.meta
     shipping = "talkface/checkpoints" in str(Path(out).resolve())
     card = card_section(loaded.card, cal, data, edge)
@@ -148,8 +154,34 @@ def card_section(card: str, cal: Calibration, data: Optional[str], edge: int) ->
             f"The metrics above were measured before this step; `docs/results.md` has the "
             f"figures after it. The monotone maps are smooth and strictly increasing (no tied "
             f"scores).\n\n"
-            f"{fitted}\n\nRebuild: `python -m train.signals --real FOOTAGE --data BENCHMARK "
-            f"--checkpoint DIR --out DIR --edge {edge}`.\n")
+            f"{fitted}\n{realism_section(cal)}\nRebuild: `python -m train.signals --real FOOTAGE "
+            f"--data BENCHMARK --checkpoint DIR --out DIR --edge {edge}"
+            f"{' --realism' if cal.realism is not None else ''}`.\n")
+
+
+def realism_section(cal: Calibration) -> str:
+    """The card's paragraph on the generated-look model (`train.realism`), empty without one."""
+    if cal.realism is None:
+        return ""
+    r = cal.realism.report
+    held, test = r.get("held_out", {}), r.get("held_out_test_speakers", {})
+    per = held.get("per_generator", {})
+    return (f"\n**Generated look** (`talkface.realism`): a logistic model on time-pooled face "
+            f"statistics, fitted on {cal.realism.note}. Measured with every generator and every "
+            f"real source held out of the fit that scores it (`python -m train.realism --real "
+            f"FOOTAGE`): AUC {held.get('auc', float('nan')):.3f} that a real recording looks "
+            f"less generated than a generator output ({held.get('real')} real, "
+            f"{held.get('generated')} generated; {test.get('auc', float('nan')):.3f} on the "
+            f"{test.get('real')} real recordings of the test speakers); "
+            f"{sum(v >= 0.8 for v in per.values())} of {len(per)} generators with 3 or more "
+            f"clips at 0.8 or above (lowest {min(per.values(), default=float('nan')):.2f}). "
+            f"It takes up to {r.get('weight', 0):.2f} off `overall` as it rises above the "
+            f"{100 - (r.get('edge') or 10)}th percentile of real recordings (chosen on the "
+            f"training speakers: overall AUC {r.get('overall_auc_before', float('nan')):.3f} "
+            f"without it, "
+            f"{r.get('overall_auc_after') or float('nan'):.3f} with it, at most a fifth of their real recordings losing more than 0.1). It knows only the generators in that "
+            f"pool: a new kind of generator, or a real recording unlike any there, can read "
+            f"either way.\n")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -162,6 +194,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "exists and --reuse-table is given)")
     p.add_argument("--reuse-table", action="store_true")
     p.add_argument("--data", help="benchmark with labels whose training split fits penalties")
+    p.add_argument("--realism", action="store_true", help="also fit the generated-look model "
+                   "(`train.realism`) on the footage's real recordings and generator outputs")
     p.add_argument("--edge", type=int, default=10,
                    help="percentile where the real recordings' typical range ends")
     args = p.parse_args(argv)
@@ -175,7 +209,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 table.to_csv(args.table, index=False, float_format="%.6g")
         if args.out:
             folder = store_reference(args.checkpoint, args.out, table, args.real, args.data,
-                                     args.edge)
+                                     args.edge, args.realism)
             print(f"wrote {folder}")
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -209,7 +209,10 @@ def legend_html() -> str:
          "relative: where most reference clips are good, a score in the excellent band can be "
          "better than only a minority of them."),
         ("Overall", html.escape(overall_note(None)) + "; without lip sync (no audio) it combines "
-         "the other two only and says so, and is not comparable with clips that have audio.")]
+         "the other two only and says so, and is not comparable with clips that have audio. "
+         "Measured signals beyond the real recordings' typical range take some off (named under "
+         "&ldquo;Pulled down by&rdquo;); for overall that includes the generated look: how much "
+         "the face behaves like a generator output rather than a real recording.")]
     rows = "".join(f"<dt>{name}</dt><dd>{text}</dd>" for name, text in items)
     return (f'<details class="tf-legend" open><summary>How to read the cards</summary>'
             f'<dl>{rows}</dl></details>')
