@@ -12,7 +12,8 @@ task, to look at in the app. The per-clip table goes to `--out`.
 Then the figures of issue 19, on real recordings of the speakers held out of the footage's
 speaker split (`talkface.synth.footage.speaker_split`, the side no signal reference or penalty
 was fitted on) against every generator output (no generator output was used to fit anything but
-the reporting percentiles): the AUC that a real clip's score is above a generator clip's, over
+the reporting percentiles; a checkpoint with a generated-look model, `talkface.realism`, is
+scored fold by fold with one fitted without the clip's generator or real source): the AUC that a real clip's score is above a generator clip's, over
 all generators and per generator; the share of generator outputs at visual quality >= 0.95; the
 number of distinct values each task takes on the generator outputs (ties are what a step-shaped
 calibration makes).
@@ -35,15 +36,40 @@ from talkface.synth.footage import read_footage, speaker_split  # noqa: E402
 from talkface.tasks import TASKS  # noqa: E402
 
 
-def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
+def held_out_realism(real: Path, checkpoint) -> dict:
+    """File name -> a generated-look model (`talkface.realism`) fitted on the footage without
+    that clip's generator or real source (`train.realism.held_out`)."""
+    from train.realism import held_out, statistics_table
+    table, columns = statistics_table(real, checkpoint)
+    names = [n for n in table.columns if n not in
+             ("name", "path", "kind", "speaker", "split", "group")]
+    _, models = held_out(table, columns, names)
+    return {name: model for test, model in models for name in table.loc[test, "name"]}
+
+
+def score_table(real: Path, kinds: list[str], checkpoint, in_sample: bool = False
+                ) -> pd.DataFrame:
     footage = read_footage(real)
     split = speaker_split(footage)
     footage["split"] = footage["speaker"].map(split)
     footage = footage[footage["kind"].isin(kinds)].reset_index(drop=True)
     scorer = load_scorer(checkpoint)
     files = [str(real / f) for f in footage["file"]]
-    results = scorer.score_many(files, progress=lambda done, total, name: print(
-        f"\r{done}/{total}", end="", file=sys.stderr, flush=True))
+    shipped = scorer.calibration.realism
+    folds = ({} if shipped is None or in_sample else held_out_realism(real, checkpoint))
+    results = [None] * len(files)
+    by_model: dict[int, list[int]] = {}
+    for i, name in enumerate(footage["name"]):
+        by_model.setdefault(id(folds.get(name, shipped)), []).append(i)
+    models = {id(m): m for m in list(folds.values()) + [shipped]}
+    done = 0
+    for key, rows in by_model.items():
+        scorer.calibration.realism = models[key]  # the fold's model: never saw this clip's group
+        for i, result in zip(rows, scorer.score_many([files[i] for i in rows])):
+            results[i] = result
+        done += len(rows)
+        print(f"\r{done}/{len(files)}", end="", file=sys.stderr, flush=True)
+    scorer.calibration.realism = shipped
     print(file=sys.stderr)
     rows = []
     for (_, row), result in zip(footage.iterrows(), results):
@@ -54,6 +80,8 @@ def score_table(real: Path, kinds: list[str], checkpoint) -> pd.DataFrame:
             out.update({t: s for t, s in result.scores.items()})
             out["ood"] = bool(result.out_of_distribution)
             out["sync_reliable"] = bool(result.sync is not None and result.sync.reliable)
+            look = result.signals.get("generated_look")
+            out["generated_look"] = look.value if look is not None else None
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -112,8 +140,11 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", nargs="+", default=["generated", "talking_with_audio",
                                                    "video_only"])
     p.add_argument("--out", type=Path, default=Path("artifacts/generators.csv"))
+    p.add_argument("--in-sample", action="store_true", help="score with the checkpoint's own "
+                   "generated-look model, fitted on every clip of this footage (optimistic); by "
+                   "default each clip is scored with one fitted without its generator or source")
     args = p.parse_args(argv)
-    table = score_table(args.real, args.kinds, args.checkpoint)
+    table = score_table(args.real, args.kinds, args.checkpoint, args.in_sample)
     tasks = [c for c in TASKS if c in table.columns]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
