@@ -219,7 +219,8 @@ class Scorer:
             score = task_score(t, pred.scores[t.name], clip.unjudged.get(t.name, ""),
                                spread=spread if spread is not None and np.isfinite(spread)
                                else None)
-            why = explain(t.name, standings) if score.judged else ()
+            why = (explain(t.name, standings, costs=cal.costs(t.name, clip.signals))
+                   if score.judged else ())
             tasks[t.name] = _replace(score, percentile=cal.percentile(t.name, score.value),
                                      why=why)
         info = copy.deepcopy(bundle.info)

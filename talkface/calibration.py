@@ -164,8 +164,12 @@ class Calibration:
     def penalty(self, task: str, signals: dict) -> float:
         """What the measured `signals` ({name: value}) take off `task`'s score (0 without
         penalties for that task)."""
-        return float(sum(term["weight"] * excess(term, signals.get(term["signal"]))
-                         for term in self.penalties.get(task, ())))
+        return float(sum(self.costs(task, signals).values()))
+
+    def costs(self, task: str, signals: dict) -> dict[str, float]:
+        """{signal: what it takes off `task`'s score}, every penalty term of the task."""
+        return {term["signal"]: float(term["weight"] * excess(term, signals.get(term["signal"])))
+                for term in self.penalties.get(task, ())}
 
     def distance(self, summary: np.ndarray) -> np.ndarray:
         z = (summary - self.ood_centre) / self.ood_scale

@@ -417,6 +417,7 @@ if len(SIGNALS) != len(SIGNAL_LIST):  # one home per signal: a name defined twic
 
 
 CONCERN = 10.0  # a signal whose standing is below this (worse than 90% of real recordings) is named
+MIN_COST = 0.02  # ...as is one whose penalty takes at least this much off the task
 
 
 def standing(signal: Signal, percentile: Optional[float]) -> Optional[float]:
@@ -432,12 +433,19 @@ def standing(signal: Signal, percentile: Optional[float]) -> Optional[float]:
     return 100.0 - 2.0 * abs(percentile - 50.0)
 
 
-def explain(task: str, standings: dict[str, Optional[float]], most: int = 3) -> tuple[str, ...]:
-    """The signals of `task` that pull it down: those standing below CONCERN, worst first, at
-    most `most` of them (none when the clip looks like real recordings on every signal)."""
+def explain(task: str, standings: dict[str, Optional[float]], most: int = 3,
+            costs: Optional[dict[str, float]] = None) -> tuple[str, ...]:
+    """The signals that pull `task` down, at most `most` of them: those that cost it something
+    (`costs`, {signal: what the checkpoint's penalty takes off this task}, the largest first;
+    a signal's penalty can start before it is a concern, as the generated look's does), then
+    the task's own signals standing below CONCERN, worst first (none when the clip looks like
+    real recordings on every signal)."""
+    paying = sorted((-cost, name) for name, cost in (costs or {}).items() if cost >= MIN_COST)
+    named = [name for _, name in paying]
     worst = sorted((value, name) for name, value in standings.items()
                    if value is not None and value < CONCERN and SIGNALS[name].task == task)
-    return tuple(name for _, name in worst[:most])
+    named += [name for _, name in worst if name not in named]
+    return tuple(named[:most])
 
 
 def measure_signals(bundle) -> dict[str, Optional[float]]:

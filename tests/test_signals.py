@@ -34,6 +34,10 @@ def test_standing_puts_the_good_side_at_100_and_explain_names_the_worst_first():
     assert explain("visual_quality", standings) == ("noise", "face_detail")
     assert explain("temporal_quality", standings) == ("freeze_share",)
     assert explain("temporal_quality", {"freeze_share": 50.0}) == ()
+    # a signal whose penalty costs the task is named, the costliest first, before it is a concern
+    costs = {"generated_look": 0.15, "noise": 0.01, "face_detail": 0.05}
+    assert explain("overall", {"generated_look": 20.0, **standings}, costs=costs) == (
+        "generated_look", "face_detail")
 
 
 # --- calibration ------------------------------------------------------------------------------
