@@ -8,6 +8,11 @@ model's linear heads are unbounded) and set to NaN where a task cannot be judged
 Nothing here imports the feature extractor: predict sees arrays and a model. Nor torch: batches
 are numpy, and `talkface.runtime.forward` runs whichever runtime the model is (an ONNX session
 as it is, a PyTorch module through tensors on `device`).
+
+A clip longer than WINDOW frames is scored in equal windows of at most that length, and its raw
+scores are the windows' mean weighted by their face frames (before the calibration map): the
+model trains on 64-frame crops, and its attention over a whole 2-minute clip would cost memory
+quadratic in the clip's length (about 1 GB at 3000 frames).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import numpy as np
 from .runtime import forward
 
 MAX_CROSS_SIDE = 200  # cross-attention matrices are pooled to at most this size
+WINDOW = 750  # frames (30 s at 25 fps): longer clips are scored in windows of at most this many
 
 
 @dataclass
@@ -101,59 +107,136 @@ def _penalty(calibration, task: str, clip: ClipFeatures) -> float:
     return calibration.penalty(task, clip.signals) if calibration is not None else 0.0
 
 
-def _spread(tasks, result, monotone: dict) -> dict[str, np.ndarray]:
-    """An ensemble's spread per task, (B,) each, on the scale of the scores users see: half the
-    width the calibration map gives the interval mean +- spread (the spread itself without a
-    map)."""
-    from .calibration import apply_monotone
-    out = {}
-    for t in tasks:
-        if t.name not in result.spread:
-            continue
-        mean, width = result.scores[t.name], result.spread[t.name]
-        curve = monotone.get(t.name)
-        out[t.name] = np.abs(apply_monotone(curve, mean + width)
-                             - apply_monotone(curve, mean - width)) / 2
+def windows(n_frames: int, size: Optional[int] = None) -> list[tuple[int, int]]:
+    """[start, end) spans of (nearly) equal length covering `n_frames`, each at most `size`
+    (default WINDOW) frames: one span for a clip that fits."""
+    size = size or WINDOW
+    count = max(1, -(-n_frames // size))
+    edges = np.linspace(0, n_frames, count + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _window(clip: ClipFeatures, start: int, end: int) -> ClipFeatures:
+    if (start, end) == (0, clip.n_frames):
+        return clip
+    return ClipFeatures(clip.visual[start:end], clip.audio[start:end], clip.valid[start:end],
+                        clip.file, clip.unjudged, clip.targets, clip.signals)
+
+
+@dataclass
+class _Raw:
+    """One window's model output before calibration."""
+
+    scores: dict[str, float]
+    spread: dict[str, float]
+    temporal: Optional[np.ndarray] = None  # (n,)
+    cross: Optional[np.ndarray] = None  # pooled to this window's share of the clip's side
+
+
+def _run(model, clips: Sequence[ClipFeatures], batch_size: int, device, attention: bool
+         ) -> list[list[_Raw]]:
+    """The model's raw output on every window of every clip, batched by similar length."""
+    pieces = [(i, a, b) for i, c in enumerate(clips) for a, b in windows(c.n_frames)]
+    sides = {}
+    for i, clip in enumerate(clips):  # each window's block of the clip's pooled cross map
+        spans = [(a, b) for j, a, b in pieces if j == i]
+        side = min(clip.n_frames, MAX_CROSS_SIDE)
+        sides.update({(i, a): max(1, round(side * (b - a) / clip.n_frames)) if len(spans) > 1
+                      else MAX_CROSS_SIDE for a, b in spans})
+    order = sorted(range(len(pieces)), key=lambda k: pieces[k][2] - pieces[k][1])
+    raw: dict[int, _Raw] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = [_window(clips[pieces[k][0]], *pieces[k][1:]) for k in chunk]
+        result = forward(model, *pad_batch(batch), device=device)
+        for b, (k, window) in enumerate(zip(chunk, batch)):
+            n = window.n_frames
+            out = _Raw({t.name: float(result.scores[t.name][b]) for t in model.tasks},
+                       {t: float(v[b]) for t, v in result.spread.items()})
+            if attention:
+                out.temporal = result.attention["temporal"][b, :n].copy()
+                if "cross" in result.attention:
+                    out.cross = pool_matrix(result.attention["cross"][b, :n, :n],
+                                            sides[pieces[k][0], pieces[k][1]])
+            raw[k] = out
+    per_clip: list[list[_Raw]] = [[] for _ in clips]
+    for k, (i, _, _) in enumerate(pieces):
+        per_clip[i].append(raw[k])
+    return per_clip
+
+
+def _combine(clip: ClipFeatures, parts: list[_Raw]) -> _Raw:
+    """A clip's windows as one output: scores and spreads weighted by face frames, temporal
+    attention joined (each window's share of the weight), cross maps on the diagonal."""
+    if len(parts) == 1:
+        return parts[0]
+    spans = windows(clip.n_frames)
+    weights = np.array([clip.valid[a:b].sum() for a, b in spans], float)
+    weights = weights / weights.sum() if weights.sum() else np.full(len(parts), 1 / len(parts))
+    mean = (lambda key: {t: float(sum(w * getattr(p, key)[t] for w, p in zip(weights, parts)))
+                         for t in getattr(parts[0], key)})
+    out = _Raw(mean("scores"), mean("spread"))
+    if parts[0].temporal is not None:
+        out.temporal = np.concatenate([w * p.temporal for w, p in zip(weights, parts)])
+    if parts[0].cross is not None:
+        side = sum(p.cross.shape[0] for p in parts)
+        cross, at = np.zeros((side, side), np.float32), 0
+        for p in parts:
+            s = p.cross.shape[0]
+            cross[at:at + s, at:at + s] = p.cross
+            at += s
+        out.cross = cross
     return out
+
+
+def _spread(task, raw: _Raw, monotone: dict) -> Optional[float]:
+    """An ensemble's spread for `task` on the scale of the scores users see: half the width the
+    calibration map gives the interval mean +- spread (the spread itself without a map)."""
+    from .calibration import apply_monotone
+    if task.name not in raw.spread:
+        return None
+    mean, width = raw.scores[task.name], raw.spread[task.name]
+    curve = monotone.get(task.name)
+    ends = apply_monotone(curve, np.array([mean + width, mean - width]))
+    return float(abs(ends[0] - ends[1]) / 2)
 
 
 def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
             device="cpu", attention: bool = False,
             calibration=None) -> list[Prediction]:
-    """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length.
-    `calibration` (`talkface.calibration.Calibration`, from the checkpoint) maps raw scores to
-    the scores users see and takes off what the clip's measured signals cost. Returns one
-    Prediction per clip, in order. The model's train/eval mode is restored after."""
+    """Score clips with `model` (its tasks in `model.tasks`), in batches of similar length
+    (a clip longer than WINDOW frames in windows, see above). `calibration`
+    (`talkface.calibration.Calibration`, from the checkpoint) maps raw scores to the scores
+    users see and takes off what the clip's measured signals cost. Returns one Prediction per
+    clip, in order. The model's train/eval mode is restored after."""
     from .calibration import apply_monotone
     monotone = calibration.monotone if calibration is not None else {}
     was_training = model.training
     model.eval()
-    order = sorted(range(len(clips)), key=lambda i: clips[i].n_frames)
-    out: dict[int, Prediction] = {}
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = [clips[i] for i in chunk]
-            result = forward(model, *pad_batch(batch), device=device)
-            raw = {t.name: apply_monotone(monotone.get(t.name), result.scores[t.name])
-                   for t in model.tasks}
-            spread = _spread(model.tasks, result, monotone)
-            for b, (i, clip) in enumerate(zip(chunk, batch)):
-                _read_realism(calibration, clip)
-                scores = {t.name: _finish(t, raw[t.name][b] - _penalty(calibration, t.name, clip),
-                                          clip.unjudged.get(t.name)) for t in model.tasks}
-                maps = {}
-                if attention:
-                    n = clip.n_frames
-                    maps["temporal"] = result.attention["temporal"][b, :n].copy()
-                    if "cross" in result.attention:
-                        maps["cross"] = pool_matrix(result.attention["cross"][b, :n, :n])
-                spreads = {t: float(v[b]) if np.isfinite(scores[t]) else float("nan")
-                           for t, v in spread.items()}
-                out[i] = Prediction(scores, maps, spreads)
+        per_clip = _run(model, clips, batch_size, device, attention)
     finally:
         model.train(was_training)
-    return [out[i] for i in range(len(clips))]
+    out = []
+    for clip, parts in zip(clips, per_clip):
+        raw = _combine(clip, parts)
+        _read_realism(calibration, clip)
+        scores = {t.name: _finish(t, float(apply_monotone(monotone.get(t.name),
+                                                          np.array([raw.scores[t.name]]))[0])
+                                  - _penalty(calibration, t.name, clip),
+                                  clip.unjudged.get(t.name)) for t in model.tasks}
+        maps = {}
+        if raw.temporal is not None:
+            maps["temporal"] = raw.temporal
+        if raw.cross is not None:
+            maps["cross"] = raw.cross
+        spreads = {}
+        for t in model.tasks:
+            value = _spread(t, raw, monotone)
+            if value is not None:
+                spreads[t.name] = value if np.isfinite(scores[t.name]) else float("nan")
+        out.append(Prediction(scores, maps, spreads))
+    return out
 
 
 def predict_arrays(model, clips: Sequence[ClipFeatures], batch_size: int = 8,

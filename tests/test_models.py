@@ -132,6 +132,36 @@ def test_a_clip_without_any_valid_frame_stays_finite(name):
     assert all(torch.isfinite(s).all() for s in out.scores.values())
 
 
+def test_a_long_clip_is_scored_as_its_windows_weighted_by_face_frames(monkeypatch):
+    """`talkface.predict`: past WINDOW frames a clip is scored in equal windows (its attention
+    would cost memory quadratic in its length); its score is the windows' mean weighted by their
+    face frames, its attention maps cover every frame."""
+    import talkface.predict as P
+    monkeypatch.setattr(P, "WINDOW", 40)
+    assert P.windows(30) == [(0, 30)] and P.windows(100) == [(0, 33), (33, 67), (67, 100)]
+    torch.manual_seed(0)
+    model = create_model("improved", spec(), TASKS, **SMALL).eval()
+    rng = np.random.default_rng(0)
+    visual = rng.normal(size=(100, 7)).astype(np.float32)
+    audio = rng.normal(size=(100, 5)).astype(np.float32)
+    valid = np.ones(100, bool)
+    valid[40:60] = False  # the middle window has 13 face frames of 34
+    whole = P.predict(model, [P.ClipFeatures(visual, audio, valid)], attention=True)[0]
+    parts = P.predict(model, [P.ClipFeatures(visual[a:b], audio[a:b], valid[a:b])
+                              for a, b in P.windows(100)])
+    weights = np.array([valid[a:b].sum() for a, b in P.windows(100)], float)
+    for task in whole.scores:
+        expected = np.average([p.scores[task] for p in parts], weights=weights)
+        assert whole.scores[task] == pytest.approx(expected, abs=1e-5)
+    assert whole.attention["temporal"].shape == (100,)
+    assert whole.attention["temporal"].sum() == pytest.approx(1.0, abs=1e-3)
+    assert whole.attention["cross"].shape[0] == whole.attention["cross"].shape[1] <= 100
+    assert not whole.attention["cross"][:20, -20:].any()  # windows do not attend to each other
+    monkeypatch.setattr(P, "WINDOW", 1000)  # one window: the whole clip as the model sees it
+    single = P.predict(model, [P.ClipFeatures(visual, audio, valid)])[0]
+    assert any(abs(single.scores[t] - whole.scores[t]) > 1e-4 for t in whole.scores)
+
+
 def test_uncertainty_weights_follow_kendall():
     model = create_model("improved", spec(), TASKS, **SMALL)
     with torch.no_grad():
