@@ -29,9 +29,10 @@ python -m train.ship --run runs/ens3 --data data/mixed3 --out talkface/checkpoin
     --command "python -m train.ensemble --config real --data data/mixed3 --members 3 --output_dir runs/ens3"
 # 3b. the signal stage (same weights): the real-recording reference of every measured signal and
 # the penalties, fitted on the training speakers of the real-footage benchmark, and the generated-look
-# model (`train.realism`) with its overall penalty
+# model (`train.realism`) with its overall penalty; the score percentiles refitted through it
 # (`python -m train.signals`; see the card's last section)
 python -m train.signals --real "$REAL" --table artifacts/signals_pool.csv --data data/real3 --realism \
+    --reference-data data/mixed3 --reference "$REAL/generated" \
     --checkpoint talkface/checkpoints/default --out talkface/checkpoints/default
 # 3c. original vs improved, 3 seeds each on the same split (the ensemble's members are the
 # improved seeds)

@@ -120,13 +120,7 @@ def fit_calibration(loaded, data, reference: list[str]) -> dict:
     monotone = {t.name: fit_monotone(raw[:, i], targets[:, i], low=t.low, high=t.high)
                 for i, t in enumerate(loaded.tasks) if np.isfinite(targets[:, i]).sum() >= 20}
     cal = Calibration(monotone=monotone)
-    clips = data.splits["val"] + data.splits["test"] + reference_clips(loaded, reference)
-    scored, _ = predict_arrays(loaded.model, clips, calibration=cal)
-    cal.reference = {t: [round(float(v), 5) for v in np.nanpercentile(scored[:, i],
-                                                                      np.arange(101))]
-                     for i, t in enumerate(names) if np.isfinite(scored[:, i]).any()}
-    held = len(data.splits["val"]) + len(data.splits["test"])
-    cal.reference_note = f"{held} held-out benchmark clips and {len(clips) - held} videos"
+    set_reference(loaded, cal, data, reference)
     summaries = np.stack([clip_summary(c.visual, c.audio, c.valid) for c in
                           data.splits["train"]])
     cal.ood_centre, cal.ood_scale, cal.ood_threshold = fit_ood(summaries, {})
@@ -135,6 +129,21 @@ def fit_calibration(loaded, data, reference: list[str]) -> dict:
                       **{f"audio {g}": [a + dv, b + dv] for g, (a, b) in
                          loaded.spec.audio_groups.items()}}
     return cal.to_meta()
+
+
+def set_reference(loaded, cal, data, reference: list[str]) -> None:
+    """Set `cal`'s reference percentiles (in place): every task's scores, through `cal` as it
+    stands, on the dataset's val and test clips plus the `reference` videos. `train.signals`
+    calls it again after adding penalties, so a percentile compares scores made the same way."""
+    from talkface.predict import predict_arrays
+    names = [t.name for t in loaded.tasks]
+    clips = data.splits["val"] + data.splits["test"] + reference_clips(loaded, reference)
+    scored, _ = predict_arrays(loaded.model, clips, calibration=cal)
+    cal.reference = {t: [round(float(v), 5) for v in np.nanpercentile(scored[:, i],
+                                                                      np.arange(101))]
+                     for i, t in enumerate(names) if np.isfinite(scored[:, i]).any()}
+    held = len(data.splits["val"]) + len(data.splits["test"])
+    cal.reference_note = f"{held} held-out benchmark clips and {len(clips) - held} videos"
 
 
 def reference_clips(loaded, paths: list[str]) -> list:

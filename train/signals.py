@@ -103,11 +103,15 @@ def fit_signal_penalties(loaded, cal: Calibration, data: str, edge: int = 10) ->
 
 
 def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str,
-                    data: Optional[str] = None, edge: int = 10, realism: bool = False) -> Path:
+                    data: Optional[str] = None, edge: int = 10, realism: bool = False,
+                    reference_data: Optional[str] = None,
+                    reference_videos: Optional[list[str]] = None) -> Path:
     """The checkpoint at `checkpoint` written to `out` with the signal reference added, its
-    monotone maps made smooth, (with a benchmark at `data`) fitted signal penalties, and (with
+    monotone maps made smooth, (with a benchmark at `data`) fitted signal penalties, (with
     `realism`) the generated-look model fitted on `footage` with its overall penalty
-    (`train.realism.add_realism`)."""
+    (`train.realism.add_realism`), and (with `reference_data`, the dataset `train.ship` took its
+    reference from, and its `reference_videos`) the score percentiles refitted through the new
+    calibration, so "better than N% of reference clips" compares scores made the same way."""
     loaded = load_checkpoint(checkpoint)
     cal = Calibration.from_meta(loaded.meta.calibration or {})
     ranges = {t.name: (t.low, t.high) for t in loaded.tasks}
@@ -121,6 +125,12 @@ def store_reference(checkpoint: str, out: str, table: pd.DataFrame, footage: str
     if realism:
         from train.realism import add_realism
         add_realism(loaded, cal, footage, checkpoint)
+    if reference_data:
+        from train.evaluate import load_eval_data
+        from train.ship import set_reference
+        # the split `train.ship` used: the checkpoint's own (its stored split map)
+        set_reference(loaded, cal, load_eval_data(reference_data, loaded),
+                      reference_videos or [])
     meta = loaded.meta
     shipping = "talkface/checkpoints" in str(Path(out).resolve())
     card = card_section(loaded.card, cal, data, edge)
@@ -196,6 +206,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--data", help="benchmark with labels whose training split fits penalties")
     p.add_argument("--realism", action="store_true", help="also fit the generated-look model "
                    "(`train.realism`) on the footage's real recordings and generator outputs")
+    p.add_argument("--reference-data", help="refit the score percentiles on this dataset's val "
+                   "and test clips (the one `train.ship` used) through the new calibration")
+    p.add_argument("--reference", nargs="*", default=[],
+                   help="with --reference-data: the extra reference videos `train.ship` used")
     p.add_argument("--edge", type=int, default=10,
                    help="percentile where the real recordings' typical range ends")
     args = p.parse_args(argv)
@@ -209,7 +223,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 table.to_csv(args.table, index=False, float_format="%.6g")
         if args.out:
             folder = store_reference(args.checkpoint, args.out, table, args.real, args.data,
-                                     args.edge, args.realism)
+                                     args.edge, args.realism, args.reference_data,
+                                     args.reference)
             print(f"wrote {folder}")
     except TalkfaceError as err:
         print(f"error: {err}", file=sys.stderr)
