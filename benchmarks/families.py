@@ -45,8 +45,8 @@ def family_table(checkpoint: str, data: str, split: str = "test",
     benchmark's own manifest says (a benchmark built after the checkpoint, split by the same
     speakers)."""
     loaded = load_checkpoint(checkpoint)
+    manifest = pd.read_csv(Path(data) / "manifest.csv")
     if manifest_split:
-        manifest = pd.read_csv(Path(data) / "manifest.csv")
         # a benchmark of silent footage has no lip-sync labels: load the tasks it labels
         settings = DataSettings(tasks=[t.name for t in loaded.tasks if t.name in manifest
                                        and manifest[t.name].notna().any()],
@@ -56,7 +56,7 @@ def family_table(checkpoint: str, data: str, split: str = "test",
         dataset = load_eval_data(data, loaded)
     clips = dataset.splits[split]
     preds, _ = predict_arrays(loaded.model, clips, calibration=loaded.calibration)
-    manifest = pd.read_csv(Path(data) / "manifest.csv").set_index("file")
+    manifest = manifest.set_index("file")
     rows = []
     for clip, p in zip(clips, preds):
         row = manifest.loc[clip.file]

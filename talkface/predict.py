@@ -137,12 +137,11 @@ def _run(model, clips: Sequence[ClipFeatures], batch_size: int, device, attentio
          ) -> list[list[_Raw]]:
     """The model's raw output on every window of every clip, batched by similar length."""
     pieces = [(i, a, b) for i, c in enumerate(clips) for a, b in windows(c.n_frames)]
-    sides = {}
-    for i, clip in enumerate(clips):  # each window's block of the clip's pooled cross map
-        spans = [(a, b) for j, a, b in pieces if j == i]
-        side = min(clip.n_frames, MAX_CROSS_SIDE)
-        sides.update({(i, a): max(1, round(side * (b - a) / clip.n_frames)) if len(spans) > 1
-                      else MAX_CROSS_SIDE for a, b in spans})
+    sides = {}  # each window's block of its clip's pooled cross map (a whole clip: pooled as is)
+    for i, a, b in pieces:
+        n = clips[i].n_frames
+        sides[i, a] = (MAX_CROSS_SIDE if (a, b) == (0, n) else
+                       max(1, round(min(n, MAX_CROSS_SIDE) * (b - a) / n)))
     order = sorted(range(len(pieces)), key=lambda k: pieces[k][2] - pieces[k][1])
     raw: dict[int, _Raw] = {}
     for start in range(0, len(order), batch_size):
@@ -189,16 +188,21 @@ def _combine(clip: ClipFeatures, parts: list[_Raw]) -> _Raw:
     return out
 
 
-def _spread(task, raw: _Raw, monotone: dict) -> Optional[float]:
-    """An ensemble's spread for `task` on the scale of the scores users see: half the width the
-    calibration map gives the interval mean +- spread (the spread itself without a map)."""
+def _spread(tasks, raws: list[_Raw], monotone: dict) -> dict[str, np.ndarray]:
+    """An ensemble's spread per task, (N,) each, on the scale of the scores users see: half the
+    width the calibration map gives the interval mean +- spread (the spread itself without a
+    map)."""
     from .calibration import apply_monotone
-    if task.name not in raw.spread:
-        return None
-    mean, width = raw.scores[task.name], raw.spread[task.name]
-    curve = monotone.get(task.name)
-    ends = apply_monotone(curve, np.array([mean + width, mean - width]))
-    return float(abs(ends[0] - ends[1]) / 2)
+    out = {}
+    for t in tasks:
+        if not raws or t.name not in raws[0].spread:
+            continue
+        mean = np.array([r.scores[t.name] for r in raws])
+        width = np.array([r.spread[t.name] for r in raws])
+        curve = monotone.get(t.name)
+        out[t.name] = np.abs(apply_monotone(curve, mean + width)
+                             - apply_monotone(curve, mean - width)) / 2
+    return out
 
 
 def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
@@ -217,24 +221,23 @@ def predict(model, clips: Sequence[ClipFeatures], batch_size: int = 8,
         per_clip = _run(model, clips, batch_size, device, attention)
     finally:
         model.train(was_training)
+    raws = [_combine(clip, parts) for clip, parts in zip(clips, per_clip)]
+    calibrated = {t.name: apply_monotone(monotone.get(t.name),
+                                         np.array([r.scores[t.name] for r in raws]))
+                  for t in model.tasks}
+    spread = _spread(model.tasks, raws, monotone)
     out = []
-    for clip, parts in zip(clips, per_clip):
-        raw = _combine(clip, parts)
+    for k, (clip, raw) in enumerate(zip(clips, raws)):
         _read_realism(calibration, clip)
-        scores = {t.name: _finish(t, float(apply_monotone(monotone.get(t.name),
-                                                          np.array([raw.scores[t.name]]))[0])
-                                  - _penalty(calibration, t.name, clip),
+        scores = {t.name: _finish(t, calibrated[t.name][k] - _penalty(calibration, t.name, clip),
                                   clip.unjudged.get(t.name)) for t in model.tasks}
         maps = {}
         if raw.temporal is not None:
             maps["temporal"] = raw.temporal
         if raw.cross is not None:
             maps["cross"] = raw.cross
-        spreads = {}
-        for t in model.tasks:
-            value = _spread(t, raw, monotone)
-            if value is not None:
-                spreads[t.name] = value if np.isfinite(scores[t.name]) else float("nan")
+        spreads = {t: float(v[k]) if np.isfinite(scores[t]) else float("nan")
+                   for t, v in spread.items()}
         out.append(Prediction(scores, maps, spreads))
     return out
 

@@ -28,14 +28,13 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from talkface.calibration import excess, penalty_term, percentiles
 from talkface.errors import TalkfaceError
 from talkface.metrics import auc
 from talkface.realism import Realism, clip_statistics, normal_scores, pooled_columns, \
     statistic_names
-from talkface.synth.footage import read_footage, speaker_split
+from train.footage import footage_bundles
 
 log = logging.getLogger(__name__)
 REAL_KINDS = ("talking_with_audio", "video_only")
@@ -51,25 +50,18 @@ def statistics_table(footage, checkpoint: Optional[str] = None) -> tuple[pd.Data
     real source) and the pooled statistics (`talkface.realism.statistic_names`), and the visual
     column indices they were taken over. Features come from the checkpoint's extractor through
     the feature cache."""
-    from talkface.api import load_scorer
-    table = read_footage(footage)
-    split = speaker_split(table)
-    scorer = load_scorer(checkpoint)
-    names = list(scorer.spec.visual_names)
-    columns, stat_names = pooled_columns(names), statistic_names(names)
+    columns: list[int] = []
     rows = []
-    for row in tqdm(list(table.itertuples()), desc="statistics", unit="clip"):
-        try:
-            bundle = scorer.features(row.path)
-        except TalkfaceError as err:
-            log.warning("skipped %s", err)
-            continue
+    for row, side, bundle in footage_bundles(footage, checkpoint, desc="statistics"):
+        if not columns:  # every bundle has the checkpoint's spec
+            names = bundle.spec.visual_names
+            columns, stat_names = pooled_columns(names), statistic_names(names)
         stats = clip_statistics(bundle.visual, bundle.valid, columns)
         if stats is None:
             continue
         repo = getattr(row, "repo", "") or ""
         rows.append({"name": row.name, "path": row.path, "kind": row.kind,
-                     "speaker": row.speaker, "split": split[row.speaker],
+                     "speaker": row.speaker, "split": side,
                      "group": ("generator: " if row.kind == "generated" else "source: ") + repo,
                      **dict(zip(stat_names, stats))})
     return pd.DataFrame(rows), columns

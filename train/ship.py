@@ -115,7 +115,6 @@ def fit_calibration(loaded, data, reference: list[str]) -> dict:
     of the training clips."""
     from talkface.calibration import Calibration, clip_summary, fit_monotone, fit_ood
     from talkface.predict import predict_arrays
-    names = [t.name for t in loaded.tasks]
     raw, targets = predict_arrays(loaded.model, data.splits["val"])
     monotone = {t.name: fit_monotone(raw[:, i], targets[:, i], low=t.low, high=t.high)
                 for i, t in enumerate(loaded.tasks) if np.isfinite(targets[:, i]).sum() >= 20}

@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
-from tqdm import tqdm
 
-from talkface.api import load_scorer
 import numpy as np
 
 from talkface.calibration import (Calibration, fit_penalties, penalty_term, percentiles,
@@ -41,7 +39,7 @@ from talkface.checkpoint import load_checkpoint, save_checkpoint
 from talkface.errors import TalkfaceError
 from talkface.markdown import markdown_table
 from talkface.signals import SIGNAL_LIST, measure_signals
-from talkface.synth.footage import read_footage, speaker_split
+from train.footage import footage_bundles
 
 log = logging.getLogger(__name__)
 REAL_KINDS = ("talking_with_audio", "video_only")
@@ -52,20 +50,10 @@ def signal_table(footage: str | Path, checkpoint: Optional[str] = None,
                  ) -> pd.DataFrame:
     """One row per clip of `kinds`: name, kind, speaker, split, and every signal (features from
     the checkpoint's extractor, through the feature cache)."""
-    table = read_footage(footage)
-    split = speaker_split(table)
-    table = table[table["kind"].isin(kinds)].reset_index(drop=True)
-    scorer = load_scorer(checkpoint)
-    rows = []
-    for row in tqdm(list(table.itertuples()), desc="signals", unit="clip"):
-        try:
-            bundle = scorer.features(row.path)
-        except TalkfaceError as err:
-            log.warning("skipped %s", err)
-            continue
-        rows.append({"name": row.name, "kind": row.kind, "speaker": row.speaker,
-                     "split": split[row.speaker], **measure_signals(bundle)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"name": row.name, "kind": row.kind, "speaker": row.speaker,
+                          "split": side, **measure_signals(bundle)}
+                         for row, side, bundle in footage_bundles(footage, checkpoint, kinds,
+                                                                  "signals")])
 
 
 def reference(table: pd.DataFrame) -> dict[str, list[float]]:
