@@ -107,6 +107,9 @@ def onnx_session(path: Path, threads: Optional[int] = None):
     threads = threads or _THREADS.get("count")
     if threads:
         options.intra_op_num_threads = threads
+    # no arena: ORT's arena keeps the largest run's activations for the process's life (about
+    # 200 MB after the sync model has seen a 2-minute clip); warm scoring is as fast without
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

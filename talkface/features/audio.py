@@ -1,4 +1,5 @@
-"""Per-video-frame speech features with librosa.
+"""Per-video-frame speech features, computed as librosa computes them
+(`talkface.features.spectral`).
 
 One vector per video frame: the analysis hop is sample_rate / fps (640 samples at 16 kHz, 25 fps)
 and frames are centred, so audio frame k describes the instant of video frame k. Columns: log-mel
@@ -13,6 +14,7 @@ import librosa
 import numpy as np
 
 from ..measures import loudness_db
+from . import spectral
 
 N_MELS = 40
 N_MFCC = 13
@@ -41,18 +43,14 @@ def extract_audio_features(audio: Optional[np.ndarray], n_frames: int, fps: floa
     hop = int(round(sample_rate / fps))
     y = np.asarray(audio, np.float32)
     y = np.pad(y, (0, max(0, n_frames * hop - y.size)))[: n_frames * hop + N_FFT]
-    mel = librosa.feature.melspectrogram(y=y, sr=sample_rate, n_fft=N_FFT, hop_length=hop,
-                                         n_mels=N_MELS, fmax=sample_rate / 2)
-    logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-    logmel = np.maximum(logmel, -100.0)
-    mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=N_MFCC)
-    delta = librosa.feature.delta(mfcc, width=3, mode="nearest") if mfcc.shape[1] >= 3 \
-        else np.zeros_like(mfcc)
+    mel = spectral.melspectrogram(y, sample_rate, N_FFT, hop, N_MELS)
+    logmel = np.maximum(spectral.power_to_db(mel), -100.0)
+    mfcc = spectral.mfcc(logmel, N_MFCC)
+    delta = spectral.delta(mfcc) if mfcc.shape[1] >= 3 else np.zeros_like(mfcc)
     log_rms = loudness_db(y, n_frames, hop)[None, :]
-    flux = librosa.onset.onset_strength(S=logmel, sr=sample_rate)[None, :]
-    centroid = librosa.feature.spectral_centroid(y=y, sr=sample_rate, n_fft=N_FFT,
-                                                 hop_length=hop) / (sample_rate / 2)
-    zcr = librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=hop)
+    flux = spectral.onset_strength(logmel)
+    centroid = spectral.spectral_centroid(y, sample_rate, N_FFT, hop) / (sample_rate / 2)
+    zcr = spectral.zero_crossing_rate(y, N_FFT, hop)
     cols = [logmel, mfcc, delta, log_rms, flux, centroid, zcr]
     n = min(c.shape[1] for c in cols)
     feats = np.concatenate([c[:, :n] for c in cols], axis=0).T

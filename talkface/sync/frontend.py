@@ -14,10 +14,10 @@ clip's mean crop is subtracted. What remains is how the mouth moves.
 from __future__ import annotations
 
 import cv2
-import librosa
 import numpy as np
 
 from ..constants import HOP, SAMPLE_RATE
+from ..features.spectral import melspectrogram
 
 WINDOW = 5  # video frames per sync window (0.2 s at 25 fps)
 MEL_HOP = 160  # 10 ms at 16 kHz: 4 mel frames per video frame
@@ -35,9 +35,7 @@ def mel_power(audio: np.ndarray, n_frames: int, sample_rate: int = SAMPLE_RATE,
     n = n_frames * HOP
     y = np.zeros(n, np.float32)
     y[:min(n, len(audio))] = audio[:n]
-    return librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=512, win_length=400,
-                                          hop_length=MEL_HOP, n_mels=n_mels, fmin=55,
-                                          fmax=7600, center=True, power=2.0).astype(np.float32)
+    return melspectrogram(y, SAMPLE_RATE, 512, MEL_HOP, n_mels, fmin=55, fmax=7600, win_length=400)
 
 
 def normalise_mel(power: np.ndarray) -> np.ndarray:
