@@ -368,6 +368,19 @@ def head_motion(bundle) -> Optional[float]:
     return float(90.0 * np.sqrt(sum(np.var(p) for p in poses)))
 
 
+def audio_offset(bundle) -> Optional[float]:
+    """How many frames the audio is shifted from the mouth (either way), where the clip's sync
+    estimate is confident (`info["sync"]`, confidence at or above the sync model's reliable
+    line); 0 where it is not (no trusted offset is no evidence of one); None where lip sync
+    could not be judged."""
+    sync = bundle.info.get("sync") or {}
+    if not sync.get("judged") or sync.get("offset_frames") is None:
+        return None
+    if (sync.get("confidence") or 0.0) < (sync.get("reliable_confidence") or 0.0):
+        return 0.0
+    return float(abs(sync["offset_frames"]))
+
+
 def identity_drift(bundle) -> Optional[float]:
     """1 - the cosine similarity of the face descriptors at the clip's start and end (dlib's
     ResNet): the face turning into someone else."""
@@ -407,6 +420,9 @@ SIGNAL_LIST = (
            "how much the head turns and nods", head_motion),
     Signal("identity_drift", "Identity drift", "visual_quality", "1 - cosine", 0.0, 1.0, "lower",
            "how far the face's identity moves between the clip's start and end", identity_drift),
+    Signal("audio_offset", "Audio offset", "lip_sync", "frames", 0.0, 15.0, "lower",
+           "how far the audio is shifted from the mouth, where the sync estimate is confident",
+           audio_offset),
     Signal("generated_look", "Generated look", "overall", "probability", 0.0, 1.0, "lower",
            "how much the face's pooled features look like a generator output rather than a real "
            "recording (the checkpoint's realism model)", None),

@@ -269,3 +269,24 @@ def test_blinks_are_counted_from_dips_of_the_eyes_and_identity_drift_from_the_de
     assert blink_rate(_bundle(open_eyes)) == 0.0
     assert blink_rate(_bundle(blinking)) == pytest.approx(24.0)  # 4 in 10 s
     assert identity_drift(_bundle(open_eyes, 0.6)) == pytest.approx(0.4)
+
+
+def test_audio_offset_reads_only_a_confident_sync_estimate_and_costs_lip_sync_alone():
+    from talkface.signals import audio_offset
+    ear = np.full(50, 0.26)
+
+    def offset(**sync):
+        bundle = _bundle(ear)
+        bundle.info["sync"] = {"judged": True, "reliable_confidence": 0.1, **sync}
+        return audio_offset(bundle)
+    assert offset(offset_frames=-8, confidence=0.3) == 8.0  # confident: its size, either way
+    assert offset(offset_frames=8, confidence=0.05) == 0.0  # not trusted: no evidence
+    assert offset(offset_frames=0, confidence=0.3) == 0.0
+    assert offset(judged=False, offset_frames=None) is None  # lip sync not judged
+    assert audio_offset(_bundle(ear)) is None  # no sync model
+    term = penalty_term("audio_offset", "lower", percentiles(np.r_[np.zeros(80), np.ones(21)]))
+    cal = Calibration(penalties={"lip_sync": [{**term, "weight": 0.6}]})
+    assert cal.penalty("lip_sync", {"audio_offset": 0.0}) == 0.0
+    assert cal.penalty("lip_sync", {"audio_offset": 1.0}) == 0.0  # within real recordings' range
+    assert 0.3 < cal.penalty("lip_sync", {"audio_offset": 8.0}) <= 0.6
+    assert cal.penalty("visual_quality", {"audio_offset": 8.0}) == 0.0

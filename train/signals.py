@@ -63,7 +63,7 @@ def reference(table: pd.DataFrame) -> dict[str, list[float]]:
             if s.name in real and real[s.name].notna().sum() >= 10}
 
 
-PENALISED = ("visual_quality", "temporal_quality", "overall")  # lip sync has its own model
+PENALISED = ("lip_sync", "visual_quality", "temporal_quality", "overall")
 
 
 def fit_signal_penalties(loaded, cal: Calibration, data: str, edge: int = 10) -> dict:
