@@ -36,15 +36,16 @@ from talkface.synth.footage import read_footage, speaker_split  # noqa: E402
 from talkface.tasks import TASKS  # noqa: E402
 
 
-def held_out_realism(real: Path, checkpoint) -> dict:
-    """File name -> a generated-look model (`talkface.realism`) fitted on the footage without
-    that clip's generator or real source (`train.realism.held_out`)."""
+def held_out_realism(real: Path, checkpoint) -> list[tuple[set, object]]:
+    """(file names, generated-look model) per fold of `train.realism.held_out`: each model
+    (`talkface.realism.Realism`) was fitted on the footage without those clips' generators or
+    real sources."""
     from train.realism import held_out, statistics_table
     table, columns = statistics_table(real, checkpoint)
     names = [n for n in table.columns if n not in
              ("name", "path", "kind", "speaker", "split", "group")]
     _, models = held_out(table, columns, names)
-    return {name: model for test, model in models for name in table.loc[test, "name"]}
+    return [(set(table.loc[test, "name"]), model) for test, model in models]
 
 
 def score_table(real: Path, kinds: list[str], checkpoint, in_sample: bool = False
@@ -56,15 +57,19 @@ def score_table(real: Path, kinds: list[str], checkpoint, in_sample: bool = Fals
     scorer = load_scorer(checkpoint)
     files = [str(real / f) for f in footage["file"]]
     shipped = scorer.calibration.realism
-    folds = ({} if shipped is None or in_sample else held_out_realism(real, checkpoint))
+    folds = [] if shipped is None or in_sample else held_out_realism(real, checkpoint)
+    names, left = list(footage["name"]), list(range(len(files)))
+    batches = []  # (generated-look model, rows it scores)
+    for fold_names, model in folds:
+        batches.append((model, [i for i in left if names[i] in fold_names]))
+        left = [i for i in left if names[i] not in fold_names]
+    batches.append((shipped, left))  # in-sample, or clips no fold measured (too few face frames)
     results = [None] * len(files)
-    by_model: dict[int, list[int]] = {}
-    for i, name in enumerate(footage["name"]):
-        by_model.setdefault(id(folds.get(name, shipped)), []).append(i)
-    models = {id(m): m for m in list(folds.values()) + [shipped]}
     done = 0
-    for key, rows in by_model.items():
-        scorer.calibration.realism = models[key]  # the fold's model: never saw this clip's group
+    for model, rows in batches:
+        if not rows:
+            continue
+        scorer.calibration.realism = model  # the fold's model: never saw this clip's group
         for i, result in zip(rows, scorer.score_many([files[i] for i in rows])):
             results[i] = result
         done += len(rows)
