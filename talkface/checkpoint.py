@@ -375,7 +375,9 @@ def _load_onnx(path: Path, kind: Kind = "quality") -> LoadedModel:
     from .runtime import OnnxModel, OnnxSyncModel, onnx_file, read_onnx
     folder = path if path.is_dir() else None
     path = onnx_file(path)
-    session, raw, card = read_onnx(path)
+    # the sync model makes features: on one thread, so that they do not depend on the machine's
+    # cores or a worker's share of them (its convolutions' last bits do, at 3e-7)
+    session, raw, card = read_onnx(path, threads=1 if kind == "sync" else None)
     if folder is not None and (folder / META).exists():
         meta = read_meta(folder)
         card = (folder / CARD).read_text() if (folder / CARD).exists() else card

@@ -128,3 +128,13 @@ def test_ray_missing_is_a_readable_error_naming_the_extra(folder, monkeypatch, c
 def test_workers_below_one_are_refused(folder, capsys):
     assert main(["score", str(folder), "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
+
+
+def test_the_sync_model_makes_its_features_on_one_thread():
+    """Its convolutions' last bits depend on ONNX Runtime's thread count (3e-7 on a real clip
+    between a 2-core process and a worker with one core), and its output is a feature: one
+    thread everywhere keeps --workers, --ray and one process byte for byte the same."""
+    from talkface.sync.estimate import load_sync_model
+    sync = load_sync_model("sync", "onnx")
+    assert type(sync.model).__name__ == "OnnxSyncModel"
+    assert sync.model.session.get_session_options().intra_op_num_threads == 1
