@@ -3,7 +3,7 @@ without importing librosa's spectral stack.
 
 `librosa.feature` and `librosa.filters` pull in scipy.signal, numba and librosa's jitted
 pitch and audio code at first use: about 2.7 s and 220 MB in every scoring process, more than
-scoring a short clip takes. The six computations talkface needs are small, so they live here in
+scoring a short clip takes. The computations talkface needs are small, so they live here in
 numpy (and `scipy.fft` for the DCT), each a line-for-line port of librosa's defaults:
 centred STFT with zero padding and a periodic Hann window, Slaney mel filters, `power_to_db`,
 orthonormal DCT-II MFCCs, `delta` (width 3, nearest), `onset_strength` on a log-mel
