@@ -370,15 +370,15 @@ def head_motion(bundle) -> Optional[float]:
 
 def audio_offset(bundle) -> Optional[float]:
     """How many frames the audio is shifted from the mouth (either way), where the clip's sync
-    estimate is confident (`info["sync"]`, confidence at or above the sync model's reliable
-    line); 0 where it is not (no trusted offset is no evidence of one); None where lip sync
-    could not be judged."""
-    sync = bundle.info.get("sync") or {}
-    if not sync.get("judged") or sync.get("offset_frames") is None:
+    estimate is reliable (`SyncResult.reliable`, from the sync model's figures stored in
+    `info["sync"]`); 0 where it is not (no trusted offset is no evidence of one); None where lip
+    sync could not be judged."""
+    from .sync.result import SyncResult
+    stored = bundle.info.get("sync")
+    sync = SyncResult.from_dict(stored, bundle.spec.fps or FPS) if stored else None
+    if sync is None or not sync.judged or sync.offset_frames is None:
         return None
-    if (sync.get("confidence") or 0.0) < (sync.get("reliable_confidence") or 0.0):
-        return 0.0
-    return float(abs(sync["offset_frames"]))
+    return float(abs(sync.offset_frames)) if sync.reliable else 0.0
 
 
 def identity_drift(bundle) -> Optional[float]:

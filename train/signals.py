@@ -27,9 +27,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from talkface.calibration import (Calibration, fit_penalties, penalty_term, percentiles,
                                   smooth_monotone)
